@@ -1,0 +1,241 @@
+"""FedML settings: every value comes from the environment (django-environ).
+
+A bad value stops start-up with an ImproperlyConfigured error naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default=str(default)).strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false/1/0), got {raw!r}")
+
+
+def _int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _address(name: str, default: str) -> str:
+    raw = env.str(name, default=default).strip()
+    match = _HOST_PORT.match(raw)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ImproperlyConfigured(f"{name} must be host:port, got {raw!r}")
+    return raw
+
+
+def _path(name: str, default: Path) -> Path:
+    raw = env.str(name, default=str(default)).strip()
+    if not raw:
+        raise ImproperlyConfigured(f"{name} must be a path, got an empty value")
+    return Path(raw).expanduser().resolve()
+
+
+def _origins(name: str) -> list[str]:
+    origins = [o.strip() for o in env.str(name, default="").split(",") if o.strip()]
+    for origin in origins:
+        parsed = urlparse(origin)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.path not in {"", "/"}:
+            raise ImproperlyConfigured(f"{name} must list origins like https://host:port, got {origin!r}")
+    return [o.rstrip("/") for o in origins]
+
+
+DEBUG = _bool("DJANGO_DEBUG", False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="fedml-insecure-development-key-change-me-in-production")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+# --- FedML ------------------------------------------------------------------
+DATA_DIR = _path("FEDML_DATA_DIR", BASE_DIR / "var")
+LOG_DIR = _path("FEDML_LOG_DIR", BASE_DIR / "logs")
+FLWR_HOME_ROOT = _path("FEDML_FLWR_HOME", DATA_DIR / "flwr_home")
+FLOWER_APP_DIR = _path("FEDML_FLOWER_APP_DIR", BASE_DIR / "flower_app")
+CERTIFICATES_DIR = _path("FEDML_CERTIFICATES_DIR", DATA_DIR / "certificates")
+ARTIFACTS_DIR = _path("FEDML_ARTIFACTS_DIR", DATA_DIR / "artifacts")
+# Flower's SuperLink defaults to 127.0.0.1:8000, which is Daphne's usual port.
+SUPERLINK_ADDRESS = _address("FEDML_SUPERLINK_ADDRESS", "127.0.0.1:9191")
+SUPERNODE_BASE_PORT = _int("FEDML_SUPERNODE_BASE_PORT", 9401, minimum=1, maximum=65000)
+# How long a start request waits for the supervisor to spawn the process.
+START_WAIT_SECONDS = _float("FEDML_START_WAIT_SECONDS", 10.0, minimum=0.5)
+# A supervisor whose heartbeat is older than this is considered dead.
+SUPERVISOR_STALE_SECONDS = _float("FEDML_SUPERVISOR_STALE_SECONDS", 6.0, minimum=1.0)
+# SIGTERM, then SIGKILL after this many seconds.
+STOP_TIMEOUT_SECONDS = _float("FEDML_STOP_TIMEOUT_SECONDS", 15.0, minimum=0.5)
+# Newest lines kept in the log_stream column (the full log is the log_lines table).
+LOG_TAIL_LINES = _int("FEDML_LOG_TAIL_LINES", 200, minimum=1)
+
+PROJECT_SLUG = env.str("PROJECT_SLUG", default="fed-project")
+if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", PROJECT_SLUG):
+    raise ImproperlyConfigured(f"PROJECT_SLUG must be a lowercase slug, got {PROJECT_SLUG!r}")
+PROJECT_NAME = env.str("PROJECT_NAME", default="Federated Project")
+COORDINATOR_NODE_ID = env.str("COORDINATOR_NODE_ID", default="coordinator")
+COORDINATOR_NODE_NAME = env.str("COORDINATOR_NODE_NAME", default="Coordinator")
+PARTICIPANT_NODE_ID = env.str("PARTICIPANT_NODE_ID", default="participant")
+PARTICIPANT_NODE_NAME = env.str("PARTICIPANT_NODE_NAME", default="Participant")
+for _name, _value in (("COORDINATOR_NODE_ID", COORDINATOR_NODE_ID), ("PARTICIPANT_NODE_ID", PARTICIPANT_NODE_ID)):
+    if not _value.strip() or len(_value) > 200:
+        raise ImproperlyConfigured(f"{_name} must be a non-empty identifier of at most 200 characters")
+SUPABASE_URL = env.str("SUPABASE_URL", default="")
+SUPABASE_KEY = env.str("SUPABASE_KEY", default="")
+if SUPABASE_URL and urlparse(SUPABASE_URL).scheme not in {"http", "https"}:
+    raise ImproperlyConfigured(f"SUPABASE_URL must be an http(s) URL, got {SUPABASE_URL!r}")
+
+# --- Django -----------------------------------------------------------------
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "channels",
+    "orchestration",
+    "participants",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "fedml_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "fedml_site.wsgi.application"
+ASGI_APPLICATION = "fedml_site.asgi.application"
+
+try:
+    _db = env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'fedml.sqlite3'}")
+except Exception as exc:  # django-environ raises several types for a bad URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if _db.get("ENGINE") not in {"django.db.backends.sqlite3", "django.db.backends.postgresql"}:
+    raise ImproperlyConfigured(f"DATABASE_URL must be sqlite:// or postgres://, got engine {_db.get('ENGINE')!r}")
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # The supervisor and the web server write the same file at once: WAL lets readers
+    # run beside a writer, IMMEDIATE takes the write lock up front so the busy timeout
+    # applies (a deferred upgrade fails at once with "database is locked").
+    _db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # Tests spawn a supervisor and a server in other processes: they need a file.
+    _db["TEST"] = {"NAME": str(DATA_DIR / "test-fedml.sqlite3")}
+else:
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    if urlparse(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"REDIS_URL must be a redis:// or rediss:// URL, got {REDIS_URL!r}")
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    # Single-machine default. It cannot cross processes, so it is only ever a doorbell.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CORS_ALLOWED_ORIGINS = _origins("ADMIN_CORS")
+CORS_ALLOW_CREDENTIALS = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = _path("FEDML_STATIC_ROOT", DATA_DIR / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app directories so `daphne` works without collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "EXCEPTION_HANDLER": "orchestration.exception_handlers.fedml_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Authentication and roles arrive with the security issue; until then the API
+    # is meant for a trusted network, as the FastAPI services it replaces were.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("FEDML_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

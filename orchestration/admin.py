@@ -1,0 +1,138 @@
+"""Admin: everything registered, status fields read-only; actions call the same services as the API."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from orchestration import services
+from orchestration.errors import ApplicationError
+from orchestration.models import FederatedRun, LogLine, Node, NodeSession, Project, RoundMetric, SupervisorHeartbeat
+
+SESSION_STATUS_FIELDS = (
+    "kind",
+    "status",
+    "pid",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "signal",
+    "status_detail",
+    "stop_requested_at",
+    "supervisor_id",
+    "log_path",
+    "log_stream",
+    "runtime_config",
+    "created_at",
+)
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "created_at")
+    search_fields = ("slug", "name")
+    readonly_fields = ("id", "created_at", "updated_at")
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "display_name", "role", "project", "created_at")
+    list_filter = ("role", "project")
+    search_fields = ("external_id", "display_name")
+    readonly_fields = ("id", "created_at", "updated_at")
+
+
+def _run_action(request: HttpRequest, action, label: str) -> None:  # noqa: ANN001 - a service callable
+    try:
+        action()
+    except ApplicationError as exc:
+        messages.error(request, f"{label}: {exc.message}")
+    else:
+        messages.success(request, f"{label}: requested")
+
+
+@admin.register(NodeSession)
+class NodeSessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "node", "kind", "status", "pid", "started_at", "ended_at", "exit_code", "signal")
+    list_filter = ("kind", "status", "node")
+    readonly_fields = ("id", "node", *SESSION_STATUS_FIELDS)
+    actions = ["stop_sessions"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sessions are started through the services (API, commands, actions)
+
+    @admin.action(description="Stop selected sessions")
+    def stop_sessions(self, request: HttpRequest, queryset: QuerySet[NodeSession]) -> None:
+        for session in queryset:
+            _run_action(request, lambda s=session: services.session_request_stop(session=s), f"stop {session.kind} {session.id}")
+
+
+@admin.register(FederatedRun)
+class FederatedRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "label", "project", "status", "flower_run_id", "started_at", "ended_at")
+    list_filter = ("status", "project")
+    search_fields = ("label", "flower_run_id")
+    readonly_fields = (
+        "id",
+        "project",
+        "status",
+        "coordinator_session",
+        "flower_run_id",
+        "federation_name",
+        "pid",
+        "exit_code",
+        "signal",
+        "started_at",
+        "ended_at",
+        "status_detail",
+        "stop_requested_at",
+        "supervisor_id",
+        "log_path",
+        "log_stream",
+        "metrics",
+        "config",
+        "created_at",
+    )
+    actions = ["stop_runs"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Stop selected runs")
+    def stop_runs(self, request: HttpRequest, queryset: QuerySet[FederatedRun]) -> None:
+        for run in queryset.filter(status__in=("requested", "starting", "running")):
+            _run_action(request, lambda r=run: services.run_request_stop(project=r.project), f"stop run {run.id}")
+
+
+@admin.register(LogLine)
+class LogLineAdmin(admin.ModelAdmin):
+    list_display = ("id", "session", "run", "seq", "stream", "source", "ts", "text")
+    list_filter = ("stream",)
+    search_fields = ("text",)
+    list_select_related = ("session", "run")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LogLine | None = None) -> bool:
+        return False
+
+
+@admin.register(RoundMetric)
+class RoundMetricAdmin(admin.ModelAdmin):
+    list_display = ("run", "round", "phase", "aggregated", "created_at")
+    list_filter = ("phase",)
+    readonly_fields = ("run", "round", "phase", "aggregated", "per_node", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(SupervisorHeartbeat)
+class SupervisorHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ("id", "hostname", "pid", "started_at", "beat_at", "stopped_at")
+    readonly_fields = ("id", "hostname", "pid", "started_at", "beat_at", "stopped_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,218 @@
+"""Coordinator HTTP API. Paths and JSON field names match the FastAPI service the dashboard uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orchestration import selectors, services
+from orchestration.models import FederatedRun, NodeRole, NodeSession, SessionStatus
+from orchestration.serializers import ExtraArgs, StrictBoolean, StrictSerializer
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def run_payload(run: FederatedRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": str(run.id),
+        "run_id": str(run.id),
+        "flower_run_id": run.flower_run_id or None,
+        "status": run.status,
+        "label": run.label,
+        "federation_name": run.federation_name,
+        "pid": run.pid,
+        "log_path": run.log_path or None,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "status_detail": run.status_detail,
+        "config": run.config,
+        "metrics": run.metrics,
+        "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
+        "created_at": _iso(run.created_at),
+    }
+
+
+def session_payload(session: NodeSession | None) -> dict[str, Any] | None:
+    if session is None:
+        return None
+    return {
+        "session_id": str(session.id),
+        "node_id": str(session.node_id),
+        "kind": session.kind,
+        "status": session.status,
+        "pid": session.pid,
+        "log_path": session.log_path or None,
+        "started_at": _iso(session.started_at),
+        "ended_at": _iso(session.ended_at),
+        "exit_code": session.exit_code,
+        "signal": session.signal,
+        "status_detail": session.status_detail,
+        "runtime_config": {k: v for k, v in session.runtime_config.items() if k != "process"},
+    }
+
+
+class CoordinatorHealthApi(APIView):
+    def get(self, request: Request) -> Response:
+        coordinator = services.coordinator_node_ensure()
+        project = coordinator.project
+        superlink = selectors.session_live_superlink(project=project)
+        run = selectors.run_live(project=project)
+        running = superlink is not None and superlink.status == SessionStatus.RUNNING
+        return Response(
+            {
+                "status": "ok",
+                "superlink_running": running,
+                "superlink_status": superlink.status if superlink else None,
+                "superlink_started_at": _iso(superlink.started_at) if superlink else None,
+                "superlink_pid": superlink.pid if superlink else None,
+                "superlink_session_id": str(superlink.id) if superlink else None,
+                "superlink_insecure": superlink.runtime_config.get("insecure") if superlink else None,
+                "run_active": run is not None,
+                "run_info": None
+                if run is None
+                else {
+                    "federation_name": run.federation_name,
+                    "started_at": _iso(run.started_at),
+                    "pid": run.pid,
+                    "log_path": run.log_path or None,
+                    "run_id": str(run.id),
+                    "flower_run_id": run.flower_run_id or None,
+                    "status": run.status,
+                },
+                "default_project_id": str(project.id),
+                "active_project_id": str(project.id),
+                "default_coordinator_node_id": str(coordinator.id),
+                "active_coordinator_node_id": str(coordinator.id),
+                **selectors.supervisor_status(),
+            }
+        )
+
+
+class SuperlinkStartApi(APIView):
+    class InputSerializer(StrictSerializer):
+        insecure = StrictBoolean(required=False, default=True)
+        certificates_path = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+        listen_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+        extra_args = ExtraArgs()
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        node = services.coordinator_node_ensure()
+        session = services.superlink_request_start(node=node, **data.validated_data)
+        session = services.session_wait_spawned(session_id=session.id)
+        code = 201 if session.status == SessionStatus.RUNNING else 500
+        return Response(
+            {
+                "status": "started" if code == 201 else session.status,
+                "pid": session.pid,
+                "log_path": session.log_path or None,
+                "session_id": str(session.id),
+                "detail": session.status_detail or None,
+            },
+            status=code,
+        )
+
+
+class SuperlinkStopApi(APIView):
+    def post(self, request: Request) -> Response:
+        node = services.coordinator_node_ensure()
+        session = services.superlink_request_stop(node=node)
+        session = services.session_wait_ended(session_id=session.id, timeout=settings.START_WAIT_SECONDS)
+        return Response(
+            {"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id), "pid": session.pid}
+        )
+
+
+class RunStartApi(APIView):
+    class InputSerializer(StrictSerializer):
+        federation_name = serializers.CharField(required=False, default="production", max_length=64)
+        stream = StrictBoolean(required=False, default=True)
+        extra_args = ExtraArgs()
+        label = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_ensure_default()
+        run = services.run_request_start(project=project, **data.validated_data)
+        run = services.run_wait_spawned(run_id=run.id)
+        # Flower's run id arrives on `flwr run`'s output a moment later; wait briefly for it.
+        run = services.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
+        ok = run.status in ("starting", "running")
+        return Response(
+            {
+                "status": "started" if ok else run.status,
+                "pid": run.pid,
+                "log_path": run.log_path or None,
+                "run_id": str(run.id),
+                "flower_run_id": run.flower_run_id or None,
+                "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
+                "detail": run.status_detail or None,
+            },
+            status=201 if ok else 500,
+        )
+
+
+class RunStopApi(APIView):
+    def post(self, request: Request) -> Response:
+        project = services.project_ensure_default()
+        run = services.run_request_stop(project=project)
+        run = services.run_wait_ended(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
+        return Response({"status": run.status, "run_id": str(run.id), "flower_run_id": run.flower_run_id or None})
+
+
+class RunActiveApi(APIView):
+    def get(self, request: Request) -> Response:
+        project = services.project_ensure_default()
+        return Response({"run": run_payload(selectors.run_live(project=project))})
+
+
+class RunDetailApi(APIView):
+    def get(self, request: Request, run_id: str) -> Response:
+        run = selectors.run_get(run_id=run_id)
+        if run is None:
+            return Response({"detail": f"run {run_id} not found", "field": "run_id"}, status=404)
+        payload = run_payload(run)
+        assert payload is not None
+        payload["rounds"] = [
+            {"round": m.round, "phase": m.phase, "aggregated": m.aggregated, "per_node": m.per_node}
+            for m in selectors.round_metrics(run=run)
+        ]
+        return Response(payload)
+
+
+class SessionLogApi(APIView):
+    """Log lines of a session or run after a sequence number (the record; websockets only ring)."""
+
+    def get(self, request: Request, kind: str, owner_id: str) -> Response:
+        try:
+            after = int(request.query_params.get("after", "0"))
+            limit = min(int(request.query_params.get("limit", "1000")), 5000)
+        except ValueError:
+            return Response({"detail": "after and limit must be integers", "field": "after"}, status=400)
+        if kind == "sessions":
+            owner = selectors.session_get(session_id=owner_id)
+            lines = selectors.log_lines_after(session=owner, after=after, limit=limit) if owner else None
+        else:
+            owner = selectors.run_get(run_id=owner_id)
+            lines = selectors.log_lines_after(run=owner, after=after, limit=limit) if owner else None
+        if lines is None:
+            return Response({"detail": f"{kind[:-1]} {owner_id} not found", "field": "id"}, status=404)
+        return Response(
+            {"lines": [{"seq": x.seq, "stream": x.stream, "source": x.source, "ts": _iso(x.ts), "text": x.text} for x in lines]}
+        )
+
+
+_ = NodeRole

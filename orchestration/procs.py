@@ -1,0 +1,265 @@
+"""Child processes of the supervisor: spawn in a new process group, read pipes, signal groups.
+
+Kept free of Django so that it can be tested with a fake child alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestration.flower import strip_ansi
+
+MAX_LINE = 64 * 1024  # a longer line is split; a child printing without newlines can't grow memory
+
+
+@dataclass
+class Child:
+    pid: int
+    argv: list[str]
+    popen: subprocess.Popen[bytes]
+    label: str
+    started_mono: float = field(default_factory=time.monotonic)
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    exited: threading.Event = field(default_factory=threading.Event)
+    io_done: threading.Event = field(default_factory=threading.Event)
+    term_sent_at: float | None = None
+    kill_sent_at: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    def describe_exit(self) -> str:
+        if self.exit_signal is not None:
+            try:
+                name = signal.Signals(self.exit_signal).name
+            except ValueError:
+                name = str(self.exit_signal)
+            return f"died with signal {name}"
+        return f"exited with code {self.exit_code}"
+
+
+LineCallback = Callable[[Child, str, datetime, str], None]
+
+
+def set_child_subreaper() -> bool:
+    """Orphaned grandchildren (Flower's app processes) are re-parented to us, and we reap them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """pid plus kernel start time, so a recycled pid is never mistaken for our child."""
+    return {"pid": pid, "start_ticks": _start_ticks(pid), "hostname": socket.gethostname()}
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()[0]
+
+
+def identity_alive(identity: dict[str, Any]) -> bool:
+    pid = identity.get("pid")
+    if not isinstance(pid, int) or identity.get("hostname") not in (None, socket.gethostname()):
+        return False
+    state = _state(pid)
+    if state is None or state == "Z":
+        return False
+    return identity.get("start_ticks") is None or _start_ticks(pid) == identity.get("start_ticks")
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def terminate_orphan_group(identity: dict[str, Any], *, timeout: float) -> bool:
+    """SIGTERM a group we can no longer wait for (its supervisor died), SIGKILL after timeout."""
+    pid = identity["pid"]
+    if not identity_alive(identity):
+        signal_group(pid, signal.SIGKILL)  # leftovers of the group, if any
+        return False
+    signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and identity_alive(identity):
+        time.sleep(0.1)
+    signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and identity_alive(identity):
+        time.sleep(0.05)
+    return True
+
+
+class PipeReader(threading.Thread):
+    """One thread reads every child's stdout and stderr and hands out whole lines in arrival order."""
+
+    def __init__(self, on_line: LineCallback, on_eof: Callable[[Child], None]) -> None:
+        super().__init__(name="pipe-reader", daemon=True)
+        self._sel = selectors.DefaultSelector()
+        self._on_line = on_line
+        self._on_eof = on_eof
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Child, int, str]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._open: dict[int, int] = {}  # pid -> open pipes
+        self._stopping = False
+
+    def add(self, child: Child) -> None:
+        with self._lock:
+            assert child.popen.stdout is not None and child.popen.stderr is not None
+            self._pending.append((child, child.popen.stdout.fileno(), "stdout"))
+            self._pending.append((child, child.popen.stderr.fileno(), "stderr"))
+        os.write(self._wake_w, b"x")
+
+    def stop(self) -> None:
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+
+    def run(self) -> None:
+        buffers: dict[int, bytes] = {}
+        while True:
+            with self._lock:
+                for child, fd, stream in self._pending:
+                    os.set_blocking(fd, False)
+                    self._sel.register(fd, selectors.EVENT_READ, (child, stream))
+                    self._open[child.pid] = self._open.get(child.pid, 0) + 1
+                    buffers[fd] = b""
+                self._pending.clear()
+            if self._stopping and not self._open:
+                return
+            for key, _ in self._sel.select(timeout=0.5):
+                if key.data is None:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                child, stream = key.data
+                fd = key.fd
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    chunk = b""
+                now = datetime.now(UTC)
+                if chunk:
+                    data = buffers[fd] + chunk
+                    *lines, rest = data.split(b"\n")
+                    while len(rest) > MAX_LINE:
+                        lines.append(rest[:MAX_LINE])
+                        rest = rest[MAX_LINE:]
+                    buffers[fd] = rest
+                    for raw in lines:
+                        self._on_line(child, stream, now, strip_ansi(raw.decode("utf-8", "replace")))
+                    continue
+                # EOF: flush a last line without newline, close, and tell when both pipes are done.
+                if buffers.get(fd):
+                    self._on_line(child, stream, now, strip_ansi(buffers[fd].decode("utf-8", "replace")))
+                buffers.pop(fd, None)
+                self._sel.unregister(fd)
+                os.close(fd)
+                self._open[child.pid] -= 1
+                if self._open[child.pid] == 0:
+                    del self._open[child.pid]
+                    child.io_done.set()
+                    self._on_eof(child)
+
+
+def spawn(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    label: str,
+    context: dict[str, Any] | None = None,
+) -> Child:
+    """Start a child in its own session/process group, argv only, no shell, no stdin."""
+    popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(cwd),
+        start_new_session=True,
+        close_fds=True,
+    )
+    # The Popen objects keep their own file objects; we read the raw fds, so detach them.
+    assert popen.stdout is not None and popen.stderr is not None
+    return Child(pid=popen.pid, argv=argv, popen=popen, label=label, context=dict(context or {}))
+
+
+def decode_wait_status(status: int) -> tuple[int | None, int | None]:
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), None
+    return None, None
+
+
+def reap_all(children: dict[int, Child]) -> list[Child]:
+    """Reap every exited child (ours and adopted orphans) without blocking."""
+    ended: list[Child] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        child = children.get(pid)
+        if child is None:
+            continue  # an adopted orphan (subreaper): reaped, nothing to record
+        child.exit_code, child.exit_signal = decode_wait_status(status)
+        # Keep Popen from waiting on a pid that no longer exists.
+        child.popen.returncode = child.exit_code if child.exit_signal is None else -child.exit_signal
+        ended.append(child)
+    return ended

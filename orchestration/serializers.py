@@ -1,0 +1,40 @@
+"""Input checks shared by the HTTP API and the admin. Unknown fields are refused by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+class StrictSerializer(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"body": "expected a JSON object"})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: f"unknown field (allowed: {', '.join(sorted(self.fields))})"})
+        return super().to_internal_value(data)
+
+
+class StrictBoolean(serializers.BooleanField):
+    """JSON true/false only: "yes", 1 or "false" are mistakes worth a 400."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictInteger(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ExtraArgs(serializers.ListField):
+    child = serializers.CharField(max_length=1000, allow_blank=False, trim_whitespace=False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, max_length=32, default=list, **kwargs)

@@ -1,0 +1,467 @@
+"""Every write to FedML's state goes through here: APIs, admin, commands and the supervisor."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestration import flower, selectors
+from orchestration.errors import Conflict, InvalidInput, NotFound, SupervisorUnavailable
+from orchestration.models import (
+    RUN_LIVE_STATUSES,
+    SESSION_LIVE_STATUSES,
+    FederatedRun,
+    LogLine,
+    Node,
+    NodeRole,
+    NodeSession,
+    Project,
+    RoundMetric,
+    RunStatus,
+    SessionKind,
+    SessionStatus,
+    SupervisorHeartbeat,
+)
+
+FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SUPERVISOR_HINT = "No supervisor is running, so nothing can be started. Start one with `python manage.py runsupervisor`."
+
+
+def _invalid(exc: flower.FlowerArgError) -> InvalidInput:
+    return InvalidInput(exc.message, field=exc.field)
+
+
+# ----------------------------------------------------------------- projects and nodes
+def project_ensure_default() -> Project:
+    """The configured project (PROJECT_SLUG), created on first use."""
+    try:
+        project, _ = Project.objects.get_or_create(slug=settings.PROJECT_SLUG, defaults={"name": settings.PROJECT_NAME})
+    except IntegrityError:  # another worker created it first
+        project = Project.objects.get(slug=settings.PROJECT_SLUG)
+    return project
+
+
+def _node_ensure(*, project: Project, external_id: str, role: str, display_name: str) -> Node:
+    try:
+        node, _ = Node.objects.get_or_create(
+            external_id=external_id, defaults={"project": project, "role": role, "display_name": display_name}
+        )
+    except IntegrityError:
+        node = Node.objects.get(external_id=external_id)
+    return node
+
+
+def coordinator_node_ensure() -> Node:
+    project = project_ensure_default()
+    return _node_ensure(
+        project=project,
+        external_id=settings.COORDINATOR_NODE_ID,
+        role=NodeRole.COORDINATOR,
+        display_name=settings.COORDINATOR_NODE_NAME,
+    )
+
+
+def participant_node_ensure() -> Node:
+    project = project_ensure_default()
+    return _node_ensure(
+        project=project,
+        external_id=settings.PARTICIPANT_NODE_ID,
+        role=NodeRole.PARTICIPANT,
+        display_name=settings.PARTICIPANT_NODE_NAME,
+    )
+
+
+# ----------------------------------------------------------------- requests (web side)
+def supervisor_require_alive() -> None:
+    if not selectors.supervisors_alive().exists():
+        raise SupervisorUnavailable(SUPERVISOR_HINT, extra={"hint": "python manage.py runsupervisor"})
+
+
+def _wait_for(fetch: Any, *, done: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    row = fetch()
+    while not done(row) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        row = fetch()
+    return row
+
+
+def session_wait_spawned(*, session_id: Any, timeout: float | None = None) -> NodeSession:
+    """Wait until the supervisor has spawned the session (or failed to).
+
+    If no supervisor claimed it in time the request is withdrawn, so no half-made row stays.
+    """
+    timeout = settings.START_WAIT_SECONDS if timeout is None else timeout
+    session = _wait_for(
+        lambda: NodeSession.objects.get(pk=session_id),
+        done=lambda s: s.status not in (SessionStatus.REQUESTED, SessionStatus.STARTING),
+        timeout=timeout,
+    )
+    if session.status == SessionStatus.REQUESTED:
+        if NodeSession.objects.filter(pk=session_id, status=SessionStatus.REQUESTED).delete()[0]:
+            raise SupervisorUnavailable(
+                f"No supervisor picked up the request within {timeout:g}s. {SUPERVISOR_HINT}",
+                extra={"hint": "python manage.py runsupervisor"},
+            )
+        session = NodeSession.objects.get(pk=session_id)
+    return session
+
+
+@dataclass(frozen=True)
+class _Listen:
+    host: str
+    port: int
+
+
+def _check_port_free(*, host: str, port: int, field: str) -> None:
+    if port in selectors.ports_in_use(host=host):
+        raise Conflict(f"{field}: port {port} on {host} is already used by a running FedML process", field=field)
+
+
+@transaction.atomic
+def superlink_request_start(
+    *,
+    node: Node,
+    insecure: bool = True,
+    certificates_path: str | None = None,
+    listen_address: str | None = None,
+    extra_args: list[str] | None = None,
+) -> NodeSession:
+    """Record the intent to start the SuperLink; the supervisor spawns it."""
+    if node.role != NodeRole.COORDINATOR:
+        raise InvalidInput("only a coordinator node runs a SuperLink", field="node")
+    try:
+        host, port = flower.parse_host_port(listen_address or settings.SUPERLINK_ADDRESS, field="listen_address")
+        certificates = None
+        if not insecure:
+            if not certificates_path:
+                raise flower.FlowerArgError("certificates_path", "certificates_path is required when insecure is false")
+            certificates = flower.server_certificates(certificates_path, root=settings.CERTIFICATES_DIR)
+        elif certificates_path:
+            raise flower.FlowerArgError("certificates_path", "certificates_path is only used when insecure is false")
+        args = flower.validate_extra_args(extra_args, allowed=flower.SUPERLINK_EXTRA_FLAGS)
+    except flower.FlowerArgError as exc:
+        raise _invalid(exc) from None
+    supervisor_require_alive()
+    Node.objects.select_for_update().filter(pk=node.pk).first()
+    existing = selectors.session_live_superlink(project=node.project)
+    if existing is not None:
+        raise Conflict(f"a SuperLink is already {existing.status} (session {existing.id})", extra={"session_id": str(existing.id)})
+    _check_port_free(host=host, port=port, field="listen_address")
+    runtime_config: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "address": f"{host}:{port}",
+        "insecure": insecure,
+        "certificates": None
+        if certificates is None
+        else {k: str(v) for k, v in certificates.__dict__.items()},
+        "extra_args": args,
+        "database": str(settings.DATA_DIR / "superlink" / "state.db"),
+    }
+    try:
+        with transaction.atomic():
+            return NodeSession.objects.create(node=node, kind=SessionKind.SUPERLINK, runtime_config=runtime_config)
+    except IntegrityError:
+        raise Conflict("a SuperLink is already running for this coordinator") from None
+
+
+def session_request_stop(*, session: NodeSession) -> NodeSession:
+    """Ask the supervisor to stop a session. Works from any worker: the database carries it."""
+    if not session.is_live:
+        raise Conflict(f"session {session.id} is not running (status {session.status})")
+    # Never claimed: withdraw it here, no process exists.
+    if NodeSession.objects.filter(pk=session.pk, status=SessionStatus.REQUESTED).update(
+        status=SessionStatus.STOPPED, ended_at=timezone.now(), status_detail="withdrawn before a supervisor started it"
+    ):
+        return NodeSession.objects.get(pk=session.pk)
+    NodeSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
+    return NodeSession.objects.get(pk=session.pk)
+
+
+def session_wait_ended(*, session_id: Any, timeout: float) -> NodeSession:
+    return _wait_for(
+        lambda: NodeSession.objects.get(pk=session_id),
+        done=lambda s: s.status not in SESSION_LIVE_STATUSES,
+        timeout=timeout,
+    )
+
+
+def superlink_request_stop(*, node: Node) -> NodeSession:
+    session = selectors.session_live_superlink(project=node.project)
+    if session is None:
+        raise Conflict("no SuperLink is running")
+    return session_request_stop(session=session)
+
+
+@transaction.atomic
+def run_request_start(
+    *,
+    project: Project,
+    federation_name: str = "production",
+    stream: bool = True,
+    extra_args: list[str] | None = None,
+    label: str = "",
+) -> FederatedRun:
+    """Record the intent to start a Flower run against the project's SuperLink."""
+    if not isinstance(federation_name, str) or not FEDERATION_NAME_RE.match(federation_name):
+        raise InvalidInput("federation_name must be 1-64 letters, digits, '-' or '_'", field="federation_name")
+    try:
+        args = flower.validate_extra_args(extra_args, allowed=flower.RUN_EXTRA_FLAGS)
+    except flower.FlowerArgError as exc:
+        raise _invalid(exc) from None
+    supervisor_require_alive()
+    superlink = selectors.session_live_superlink(project=project)
+    if superlink is None or superlink.status != SessionStatus.RUNNING:
+        raise Conflict("no SuperLink is running: start it first (POST /api/coordinator/superlink/start)")
+    active = selectors.run_live(project=project)
+    if active is not None:
+        raise Conflict(f"run {active.id} is already {active.status}", extra={"run_id": str(active.id)})
+    app_config = flower.read_app_config(settings.FLOWER_APP_DIR)
+    overrides: dict[str, Any] = {}
+    for index, token in enumerate(args):
+        if token == "--run-config":
+            for pair in args[index + 1].split():
+                key, _, value = pair.partition("=")
+                overrides[key] = value.strip('"')
+    num_rounds = int(overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0)) or 0)
+    config = {
+        "federation_name": federation_name,
+        "stream": bool(stream),
+        "extra_args": args,
+        "app_config": {**app_config, **overrides},
+        "num_rounds": num_rounds,
+    }
+    try:
+        with transaction.atomic():
+            return FederatedRun.objects.create(
+                project=project,
+                coordinator_session=superlink,
+                federation_name=federation_name,
+                label=label or f"run {timezone.now():%Y-%m-%d %H:%M:%S}",
+                config=config,
+            )
+    except IntegrityError:
+        raise Conflict("a run is already active for this project") from None
+
+
+def run_wait_spawned(*, run_id: Any, timeout: float | None = None) -> FederatedRun:
+    timeout = settings.START_WAIT_SECONDS if timeout is None else timeout
+    run = _wait_for(
+        lambda: FederatedRun.objects.get(pk=run_id),
+        done=lambda r: r.status != RunStatus.REQUESTED and (r.status != RunStatus.STARTING or r.pid is not None),
+        timeout=timeout,
+    )
+    if run.status == RunStatus.REQUESTED:
+        if FederatedRun.objects.filter(pk=run_id, status=RunStatus.REQUESTED).delete()[0]:
+            raise SupervisorUnavailable(f"No supervisor picked up the run within {timeout:g}s. {SUPERVISOR_HINT}")
+        run = FederatedRun.objects.get(pk=run_id)
+    return run
+
+
+def run_wait_flower_id(*, run_id: Any, timeout: float) -> FederatedRun:
+    return _wait_for(
+        lambda: FederatedRun.objects.get(pk=run_id),
+        done=lambda r: bool(r.flower_run_id) or r.status not in RUN_LIVE_STATUSES,
+        timeout=timeout,
+    )
+
+
+def run_wait_ended(*, run_id: Any, timeout: float) -> FederatedRun:
+    return _wait_for(
+        lambda: FederatedRun.objects.get(pk=run_id),
+        done=lambda r: r.status not in RUN_LIVE_STATUSES,
+        timeout=timeout,
+    )
+
+
+def run_request_stop(*, project: Project) -> FederatedRun:
+    run = selectors.run_live(project=project)
+    if run is None:
+        raise Conflict("no run is active")
+    if FederatedRun.objects.filter(pk=run.pk, status=RunStatus.REQUESTED).update(
+        status=RunStatus.STOPPED, ended_at=timezone.now(), status_detail="withdrawn before a supervisor started it"
+    ):
+        return FederatedRun.objects.get(pk=run.pk)
+    FederatedRun.objects.filter(pk=run.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
+    return FederatedRun.objects.get(pk=run.pk)
+
+
+def session_get_or_404(*, session_id: Any, node: Node | None = None) -> NodeSession:
+    session = selectors.session_get(session_id=session_id)
+    if session is None or (node is not None and session.node_id != node.pk):
+        raise NotFound(f"session {session_id} not found", field="session_id")
+    return session
+
+
+# ----------------------------------------------------------------- supervisor side
+def supervisor_heartbeat(*, supervisor_id: Any, hostname: str, pid: int, started_at: datetime) -> None:
+    now = timezone.now()
+    updated = SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(beat_at=now)
+    if not updated:
+        SupervisorHeartbeat.objects.create(id=supervisor_id, hostname=hostname, pid=pid, started_at=started_at, beat_at=now)
+
+
+def supervisor_mark_stopped(*, supervisor_id: Any) -> None:
+    SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(stopped_at=timezone.now())
+
+
+def session_claim(*, session_id: Any, supervisor_id: Any) -> bool:
+    """Conditional update: exactly one supervisor wins a requested session."""
+    return bool(
+        NodeSession.objects.filter(pk=session_id, status=SessionStatus.REQUESTED).update(
+            status=SessionStatus.STARTING, supervisor_id=supervisor_id
+        )
+    )
+
+
+def session_mark_running(*, session_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
+    session = NodeSession.objects.get(pk=session_id)
+    config = {**session.runtime_config, "process": identity}
+    NodeSession.objects.filter(pk=session_id, status=SessionStatus.STARTING).update(
+        status=SessionStatus.RUNNING, pid=pid, started_at=timezone.now(), log_path=log_path, runtime_config=config
+    )
+
+
+def session_mark_stopping(*, session_id: Any) -> bool:
+    return bool(
+        NodeSession.objects.filter(pk=session_id, status__in=(SessionStatus.STARTING, SessionStatus.RUNNING)).update(
+            status=SessionStatus.STOPPING
+        )
+    )
+
+
+def session_mark_ended(
+    *, session_id: Any, exit_code: int | None, signal: int | None, stop_requested: bool, detail: str = ""
+) -> None:
+    if stop_requested:
+        status = SessionStatus.STOPPED
+    elif exit_code == 0:
+        status = SessionStatus.EXITED
+    else:
+        status = SessionStatus.FAILED
+    NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
+        status=status, exit_code=exit_code, signal=signal, ended_at=timezone.now(), status_detail=detail
+    )
+
+
+def session_mark_failed_to_start(*, session_id: Any, detail: str) -> None:
+    NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
+        status=SessionStatus.FAILED, ended_at=timezone.now(), status_detail=detail
+    )
+
+
+def session_mark_lost(*, session_id: Any, detail: str, signal: int | None = None) -> None:
+    NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
+        status=SessionStatus.LOST, ended_at=timezone.now(), status_detail=detail, signal=signal
+    )
+
+
+def run_claim(*, run_id: Any, supervisor_id: Any) -> bool:
+    return bool(
+        FederatedRun.objects.filter(pk=run_id, status=RunStatus.REQUESTED).update(
+            status=RunStatus.STARTING, supervisor_id=supervisor_id
+        )
+    )
+
+
+def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
+    run = FederatedRun.objects.get(pk=run_id)
+    config = {**run.config, "process": identity}
+    FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(
+        pid=pid, started_at=timezone.now(), log_path=log_path, config=config
+    )
+
+
+def run_set_flower_run_id(*, run_id: Any, flower_run_id: str) -> None:
+    FederatedRun.objects.filter(pk=run_id, flower_run_id="").update(flower_run_id=flower_run_id)
+    FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(status=RunStatus.RUNNING)
+
+
+def run_mark_stopping(*, run_id: Any) -> bool:
+    return bool(
+        FederatedRun.objects.filter(pk=run_id, status__in=(RunStatus.STARTING, RunStatus.RUNNING)).update(
+            status=RunStatus.STOPPING
+        )
+    )
+
+
+def run_record_process_exit(*, run_id: Any, exit_code: int | None, signal: int | None) -> None:
+    FederatedRun.objects.filter(pk=run_id).update(exit_code=exit_code, signal=signal)
+
+
+def run_mark_ended(*, run_id: Any, status: str, detail: str) -> bool:
+    assert status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.STOPPED)
+    return bool(
+        FederatedRun.objects.filter(pk=run_id, status__in=RUN_LIVE_STATUSES).update(
+            status=status, ended_at=timezone.now(), status_detail=detail[:20000]
+        )
+    )
+
+
+def round_metric_record(
+    *, run_id: Any, round: int, phase: str, aggregated: dict[str, Any], per_node: dict[str, Any], num_rounds: int | None
+) -> None:
+    """Store one round's metrics (idempotent per run/round/phase) and fold them into run.metrics."""
+    with transaction.atomic():
+        RoundMetric.objects.update_or_create(
+            run_id=run_id, round=round, phase=phase, defaults={"aggregated": aggregated, "per_node": per_node}
+        )
+        run = FederatedRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return
+        metrics = dict(run.metrics or {})
+        by_phase = dict(metrics.get(phase, {}))
+        by_phase[str(round)] = aggregated
+        metrics[phase] = by_phase
+        metrics["last_round"] = max(int(metrics.get("last_round", 0)), round)
+        if num_rounds:
+            metrics["num_rounds"] = num_rounds
+        FederatedRun.objects.filter(pk=run_id).update(metrics=metrics)
+
+
+def run_record_artifact(*, run_id: Any, path: str) -> None:
+    with transaction.atomic():
+        run = FederatedRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is not None:
+            FederatedRun.objects.filter(pk=run_id).update(metrics={**(run.metrics or {}), "artifact_path": path})
+
+
+@dataclass(frozen=True)
+class NewLogLine:
+    stream: str
+    source: str
+    ts: datetime
+    text: str
+
+
+def log_lines_append(
+    *, session_id: Any = None, run_id: Any = None, first_seq: int, lines: Iterable[NewLogLine], tail: str
+) -> None:
+    """Append a batch in one transaction; the caller owns the gap-free seq counter."""
+    rows = [
+        LogLine(session_id=session_id, run_id=run_id, seq=first_seq + i, stream=line.stream, source=line.source, ts=line.ts, text=line.text)
+        for i, line in enumerate(lines)
+    ]
+    with transaction.atomic():
+        LogLine.objects.bulk_create(rows, batch_size=500)
+        # A bounded tail, rewritten once per batch (never per line).
+        if session_id is not None:
+            NodeSession.objects.filter(pk=session_id).update(log_stream=tail)
+        else:
+            FederatedRun.objects.filter(pk=run_id).update(log_stream=tail)
+
+
+def data_dirs_ensure() -> None:
+    for path in (settings.DATA_DIR, settings.LOG_DIR, settings.FLWR_HOME_ROOT, settings.ARTIFACTS_DIR, settings.CERTIFICATES_DIR):
+        Path(path).mkdir(parents=True, exist_ok=True)
+

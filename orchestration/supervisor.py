@@ -1,0 +1,605 @@
+"""The supervisor: the one process that spawns, watches, stops and reaps Flower's processes.
+
+Web workers only record intent (rows in `requested` state, `stop_requested_at`); this loop
+claims intent with conditional updates, so two supervisors never start the same thing.
+
+Restart policy (documented in docs/supervisor.md): rows left live by a supervisor that died
+are reconciled at start-up. A process that is gone is marked `lost`; one that is still alive
+is terminated (its pipes died with the old supervisor, so its log could not be complete) and
+marked `lost` with that cause. A run is asked to stop through Flower first, and its row says
+what Flower reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from orchestration import flower, procs, selectors, services
+from orchestration.logpipe import Line, LogWriter, Owner
+from orchestration.models import FederatedRun, LogStream, NodeSession, RunStatus, SessionKind
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.2
+HEARTBEAT_INTERVAL = 1.0
+STATUS_POLL_INTERVAL = 2.0
+RUN_STOP_GRACE = 8.0  # after `flwr stop`, how long `flwr run` may take to exit by itself
+SUPERLINK_STOP_WAIT_FOR_RUN = 20.0
+
+
+def _rotate(path: Path) -> None:
+    """`logs/superlink.log` is always the current process; earlier ones keep a timestamp."""
+    if path.exists() and path.stat().st_size:
+        stamp = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+        target = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+        n = 1
+        while target.exists():
+            target = path.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}")
+            n += 1
+        path.rename(target)
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host
+
+
+class Supervisor:
+    def __init__(self, *, node_ids: list[Any] | None = None, project_ids: list[Any] | None = None) -> None:
+        self.id = uuid.uuid4()
+        self.hostname = socket.gethostname()
+        self.started_at = timezone.now()
+        services.data_dirs_ensure()
+        if node_ids is None or project_ids is None:
+            coordinator = services.coordinator_node_ensure()
+            participant = services.participant_node_ensure()
+            node_ids = [coordinator.pk, participant.pk]
+            project_ids = list({coordinator.project_id, participant.project_id})
+        self.node_ids = node_ids
+        self.project_ids = project_ids
+        self.children: dict[int, Child] = {}
+        self._children_lock = threading.Lock()
+        self.writer = LogWriter(on_saved=self._on_lines_saved)
+        self.reader = procs.PipeReader(on_line=self._on_line, on_eof=lambda child: None)
+        self._last_beat = 0.0
+        self._session_children: dict[str, Child] = {}
+        self._run_children: dict[str, Child] = {}
+        self._finishers: dict[str, threading.Thread] = {}
+        self._deferred_superlink_stop: dict[str, float] = {}
+        self._run_stop_sent: dict[str, float] = {}
+        self.shutting_down = False
+        self.subreaper = procs.set_child_subreaper()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.writer.start()
+        self.reader.start()
+        self.heartbeat(force=True)
+        self.reconcile()
+
+    def run_forever(self, stop_event: threading.Event) -> None:
+        self.start()
+        try:
+            while not stop_event.is_set():
+                did_work = self.step()
+                if not did_work:
+                    stop_event.wait(POLL_INTERVAL)
+        finally:
+            self.shutdown()
+
+    def step(self) -> bool:
+        """One pass of the loop; returns whether it did anything."""
+        close_old_connections()
+        did = self.heartbeat()
+        did |= self.reap()
+        if not self.shutting_down:
+            did |= self.claim_and_spawn()
+        did |= self.handle_stop_requests()
+        did |= self.escalate()
+        return did
+
+    def heartbeat(self, *, force: bool = False) -> bool:
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_INTERVAL:
+            return False
+        services.supervisor_heartbeat(
+            supervisor_id=self.id, hostname=self.hostname, pid=os.getpid(), started_at=self.started_at
+        )
+        self._last_beat = now
+        return False
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop everything we run: runs first, then SuperNodes, then the SuperLink."""
+        self.shutting_down = True
+        timeout = settings.STOP_TIMEOUT_SECONDS + SUPERLINK_STOP_WAIT_FOR_RUN + 10 if timeout is None else timeout
+        close_old_connections()
+        for run_id in list(self._run_children):
+            FederatedRun.objects.filter(pk=run_id, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
+        for session_id in list(self._session_children):
+            NodeSession.objects.filter(pk=session_id, stop_requested_at__isnull=True).update(
+                stop_requested_at=timezone.now(), status_detail="supervisor shut down"
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (self._live_children() or self._busy_finishers()):
+            self.step()
+            time.sleep(0.1)
+        for child in self._live_children():
+            procs.signal_group(child.pid, signal.SIGKILL)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and self._live_children():
+            self.reap()
+            time.sleep(0.05)
+        for thread in list(self._finishers.values()):
+            thread.join(timeout=5)
+        self.writer.flush()
+        services.supervisor_mark_stopped(supervisor_id=self.id)
+        self.reader.stop()
+        self.writer.stop()
+        self.writer.join(timeout=10)
+
+    def _live_children(self) -> list[Child]:
+        with self._children_lock:
+            return [c for c in self.children.values() if c.alive]
+
+    def _busy_finishers(self) -> bool:
+        return any(t.is_alive() for t in self._finishers.values())
+
+    # ------------------------------------------------------------------ spawning
+    def _spawn(
+        self,
+        argv: list[str],
+        *,
+        flwr_home: Path,
+        label: str,
+        owner: Owner | None,
+        source: str,
+        log_path: Path | None = None,
+        capture: bool = False,
+    ) -> Child:
+        flwr_home.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            self.writer.open(owner, log_path)
+        child = procs.spawn(
+            argv,
+            env=flower.child_env(flwr_home=flwr_home),
+            cwd=settings.DATA_DIR,
+            label=label,
+            context={"owner": owner, "source": source, "captured": [] if capture else None},
+        )
+        with self._children_lock:
+            self.children[child.pid] = child
+        if owner is not None:
+            self._system(owner, source, f"[fedml] started pid {child.pid}: {' '.join(argv)}")
+        self.reader.add(child)
+        return child
+
+    def _system(self, owner: Owner, source: str, text: str) -> None:
+        self.writer.put(Line(owner=owner, stream=LogStream.SYSTEM, source=source, ts=timezone.now(), text=text))
+
+    def _on_line(self, child: Child, stream: str, ts: datetime, text: str) -> None:
+        captured = child.context.get("captured")
+        if captured is not None:
+            captured.append(text)
+        owner = child.context.get("owner")
+        if owner is not None:
+            self.writer.put(Line(owner=owner, stream=stream, source=child.context["source"], ts=ts, text=text))
+
+    def _on_lines_saved(self, owner: Owner, lines: list[Line]) -> None:
+        """Runs in the writer after a batch is saved: Flower's run id and telemetry."""
+        for line in lines:
+            if "FEDML_" in line.text:
+                self._telemetry(line.text)
+            if owner.kind == "run" and line.source == "run" and "run" in line.text:
+                flower_run_id = flower.parse_run_started(line.text)
+                if flower_run_id:
+                    services.run_set_flower_run_id(run_id=owner.id, flower_run_id=flower_run_id)
+
+    def _telemetry(self, text: str) -> None:
+        metrics = flower.parse_metrics(text)
+        if metrics is not None:
+            run_id = metrics.get("fedml_run_id")
+            if run_id and FederatedRun.objects.filter(pk=_uuid_or_none(run_id)).exists():
+                services.round_metric_record(
+                    run_id=run_id,
+                    round=metrics["round"],
+                    phase=metrics["phase"],
+                    aggregated=metrics.get("aggregated", {}),
+                    per_node=metrics.get("per_node", {}),
+                    num_rounds=metrics.get("num_rounds"),
+                )
+            return
+        artifact = flower.parse_artifact(text)
+        if artifact is not None:
+            run_id = artifact.get("fedml_run_id")
+            if run_id and FederatedRun.objects.filter(pk=_uuid_or_none(run_id)).exists():
+                services.run_record_artifact(run_id=run_id, path=artifact["path"])
+
+    def claim_and_spawn(self) -> bool:
+        did = False
+        for session in selectors.sessions_to_claim(node_ids=self.node_ids):
+            if services.session_claim(session_id=session.pk, supervisor_id=self.id):
+                self._spawn_session(NodeSession.objects.select_related("node").get(pk=session.pk))
+                did = True
+        for run in selectors.runs_to_claim(project_ids=self.project_ids):
+            if services.run_claim(run_id=run.pk, supervisor_id=self.id):
+                self._spawn_run(FederatedRun.objects.select_related("coordinator_session").get(pk=run.pk))
+                did = True
+        return did
+
+    def _spawn_session(self, session: NodeSession) -> None:
+        cfg = session.runtime_config
+        owner = Owner("session", session.pk)
+        try:
+            if session.kind == SessionKind.SUPERLINK:
+                certs = cfg.get("certificates")
+                argv = flower.superlink_argv(
+                    host=cfg["host"],
+                    port=cfg["port"],
+                    database=Path(cfg["database"]),
+                    insecure=cfg["insecure"],
+                    certificates=flower.ServerCertificates(
+                        Path(certs["ca_cert"]), Path(certs["server_cert"]), Path(certs["server_key"])
+                    )
+                    if certs
+                    else None,
+                    extra_args=cfg.get("extra_args", []),
+                )
+                Path(cfg["database"]).parent.mkdir(parents=True, exist_ok=True)
+                log_path = settings.LOG_DIR / "superlink.log"
+                _rotate(log_path)
+                source = "superlink"
+            else:
+                argv = flower.supernode_argv(
+                    superlink_address=cfg["superlink_address"],
+                    host=cfg["host"],
+                    port=cfg["port"],
+                    node_config=cfg.get("node_config", {}),
+                    insecure=cfg["insecure"],
+                    root_certificates=Path(cfg["root_certificates"]) if cfg.get("root_certificates") else None,
+                    extra_args=cfg.get("extra_args", []),
+                )
+                partition = cfg.get("node_config", {}).get("partition-id", 0)
+                log_path = settings.LOG_DIR / f"supernode-p{partition}-{str(session.pk)[:8]}.log"
+                source = f"supernode:{str(session.pk)[:8]}"
+            child = self._spawn(
+                argv,
+                flwr_home=settings.FLWR_HOME_ROOT / f"{session.kind}-{session.pk}",
+                label=f"{session.kind} {session.pk}",
+                owner=owner,
+                source=source,
+                log_path=log_path,
+            )
+        except (OSError, KeyError, ValueError) as exc:
+            # Our infrastructure failed, not the user's app: say so.
+            logger.exception("could not spawn session %s", session.pk)
+            services.session_mark_failed_to_start(session_id=session.pk, detail=f"FedML could not start the process: {exc}")
+            return
+        child.context["session_id"] = str(session.pk)
+        self._session_children[str(session.pk)] = child
+        services.session_mark_running(
+            session_id=session.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid)
+        )
+
+    def _cli_home(self, run: FederatedRun, purpose: str) -> Path:
+        """Each `flwr` call gets its own FLWR_HOME holding the run's SuperLink connection."""
+        home = settings.FLWR_HOME_ROOT / f"run-{run.pk}" / purpose
+        superlink = run.coordinator_session
+        cfg = superlink.runtime_config if superlink else {}
+        certs = cfg.get("certificates") or {}
+        flower.write_cli_config(
+            flwr_home=home,
+            connection=run.federation_name or "production",
+            address=f"{_connect_host(cfg.get('host', '127.0.0.1'))}:{cfg.get('port', 9191)}",
+            insecure=cfg.get("insecure", True),
+            root_certificates=Path(certs["ca_cert"]) if certs else None,
+        )
+        return home
+
+    def _spawn_run(self, run: FederatedRun) -> None:
+        owner = Owner("run", run.pk)
+        log_path = settings.LOG_DIR / "run.log"
+        try:
+            home = self._cli_home(run, "run")
+            flower.set_current_run_id(settings.FLOWER_APP_DIR, str(run.pk))
+            argv = flower.run_argv(
+                app_dir=settings.FLOWER_APP_DIR,
+                connection=run.federation_name or "production",
+                stream=run.config.get("stream", True),
+                run_config={"current-run-id": str(run.pk), "artifact-dir": str(settings.ARTIFACTS_DIR)},
+                extra_args=run.config.get("extra_args", []),
+            )
+            _rotate(log_path)
+            child = self._spawn(argv, flwr_home=home, label=f"run {run.pk}", owner=owner, source="run", log_path=log_path)
+        except (OSError, KeyError, ValueError) as exc:
+            logger.exception("could not spawn run %s", run.pk)
+            self.writer.open(owner, None)
+            self._system(owner, "run", f"[fedml] could not start `flwr run`: {exc}")
+            self.writer.flush()
+            services.run_mark_ended(run_id=run.pk, status=RunStatus.FAILED, detail=f"FedML could not start `flwr run`: {exc}")
+            flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
+            return
+        child.context["run_id"] = str(run.pk)
+        self._run_children[str(run.pk)] = child
+        services.run_mark_spawned(run_id=run.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid))
+
+    def control_command(self, run: FederatedRun, argv: list[str], *, purpose: str, log: bool, timeout: float = 60) -> tuple[Child, list[str]]:
+        """Run a short `flwr` command (stop, ls) as our child and wait for it. Called off the main loop."""
+        home = self._cli_home(run, purpose)
+        owner = Owner("run", run.pk) if log else None
+        child = self._spawn(argv, flwr_home=home, label=f"{purpose} {run.pk}", owner=owner, source="control", capture=True)
+        if not child.exited.wait(timeout):
+            procs.signal_group(child.pid, signal.SIGKILL)
+            child.exited.wait(5)
+        child.io_done.wait(5)
+        return child, list(child.context["captured"])
+
+    # ------------------------------------------------------------------ reaping
+    def reap(self) -> bool:
+        with self._children_lock:
+            ended = procs.reap_all(self.children)
+            for child in ended:
+                del self.children[child.pid]
+        for child in ended:
+            # Anything left in its group (Flower's app processes) goes with it.
+            procs.signal_group(child.pid, signal.SIGKILL)
+            threading.Thread(target=self._after_exit, args=(child,), name=f"exit-{child.pid}", daemon=True).start()
+        return bool(ended)
+
+    def _after_exit(self, child: Child) -> None:
+        # The pipes may still hold the last lines: wait for EOF before recording the end.
+        child.io_done.wait(5)
+        owner = child.context.get("owner")
+        if owner is not None:
+            self._system(owner, child.context["source"], f"[fedml] pid {child.pid} {child.describe_exit()}")
+        if "session_id" in child.context:
+            self.writer.barrier(lambda: self._finish_session(child))
+        elif "run_id" in child.context:
+            self.writer.barrier(lambda: self._start_run_finisher(child))
+        else:
+            child.exited.set()
+            return
+        if owner is not None:
+            self.writer.close_owner(owner)
+
+    def _finish_session(self, child: Child) -> None:
+        session_id = child.context["session_id"]
+        session = NodeSession.objects.get(pk=session_id)
+        stop_requested = session.stop_requested_at is not None
+        detail = session.status_detail
+        if not stop_requested and not (child.exit_code == 0):
+            tail = "\n".join(self.writer.tail(Owner("session", session.pk))[-20:])
+            detail = f"{child.describe_exit()}. Last lines:\n{tail}"
+        services.session_mark_ended(
+            session_id=session_id,
+            exit_code=child.exit_code,
+            signal=child.exit_signal,
+            stop_requested=stop_requested,
+            detail=detail or child.describe_exit(),
+        )
+        self._session_children.pop(session_id, None)
+        self._deferred_superlink_stop.pop(session_id, None)
+        child.exited.set()
+
+    def _start_run_finisher(self, child: Child) -> None:
+        run_id = child.context["run_id"]
+        services.run_record_process_exit(run_id=run_id, exit_code=child.exit_code, signal=child.exit_signal)
+        child.exited.set()
+        thread = threading.Thread(target=self._finish_run, args=(run_id, child), name=f"finish-{run_id}", daemon=True)
+        self._finishers[run_id] = thread
+        thread.start()
+
+    def _finish_run(self, run_id: str, child: Child) -> None:
+        """Take the outcome from Flower (`flwr run` exits 0 whatever happened)."""
+        try:
+            self._finish_run_inner(run_id, child)
+        except Exception:
+            logger.exception("finishing run %s failed", run_id)
+            services.run_mark_ended(run_id=run_id, status=RunStatus.FAILED, detail="FedML failed while reading the run's outcome")
+        finally:
+            flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=run_id)
+            self._run_children.pop(run_id, None)
+            self._run_stop_sent.pop(run_id, None)
+            connection.close()
+
+    def _finish_run_inner(self, run_id: str, child: Child) -> None:
+        run = FederatedRun.objects.select_related("coordinator_session").get(pk=run_id)
+        owner = Owner("run", run.pk)
+        tail = "\n".join(self.writer.tail(owner)[-20:])
+        if not run.flower_run_id:
+            status = RunStatus.STOPPED if run.stop_requested_at else RunStatus.FAILED
+            detail = f"`flwr run` {child.describe_exit()} before Flower accepted the run. Last lines:\n{tail}"
+            services.run_mark_ended(run_id=run_id, status=status, detail=detail)
+            return
+        failures = 0
+        last_error = ""
+        while True:
+            result = self.flower_status(run)
+            if result is not None and result.finished:
+                break
+            if result is None:
+                failures += 1
+                last_error = "could not read the run's status from the SuperLink"
+            else:
+                failures = 0
+            superlink_alive = NodeSession.objects.filter(pk=run.coordinator_session_id, status="running").exists()
+            if failures >= 5 or (not superlink_alive and failures >= 1):
+                services.run_mark_ended(run_id=run_id, status=RunStatus.FAILED, detail=f"{last_error}. Last lines:\n{tail}")
+                return
+            run.refresh_from_db()
+            if run.status not in ("starting", "running", "stopping"):
+                return
+            time.sleep(STATUS_POLL_INTERVAL)
+        run.refresh_from_db()
+        tail = "\n".join(self.writer.tail(owner)[-20:]) or tail
+        sub = result.sub_status
+        status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(sub, RunStatus.FAILED)
+        if run.stop_requested_at and status != RunStatus.COMPLETED:
+            status = RunStatus.STOPPED
+        detail = f"Flower: finished:{sub}" + (f" ({result.details})" if result.details else "")
+        if status != RunStatus.COMPLETED:
+            detail += f". Last lines:\n{tail}"
+        services.run_mark_ended(run_id=run_id, status=status, detail=detail)
+
+    def flower_status(self, run: FederatedRun) -> flower.FlowerRunStatus | None:
+        _, out = self.control_command(
+            run, flower.ls_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"), purpose="ls", log=False, timeout=60
+        )
+        return flower.parse_ls_json("\n".join(out), flower_run_id=run.flower_run_id)
+
+    # ------------------------------------------------------------------ stopping
+    def handle_stop_requests(self) -> bool:
+        did = False
+        for run in selectors.runs_stop_requested(supervisor_id=self.id):
+            if services.run_mark_stopping(run_id=run.pk):
+                self._stop_run(run)
+                did = True
+        self._stop_run_escalate()
+        for session in selectors.sessions_stop_requested(supervisor_id=self.id):
+            did |= self._stop_session(session)
+        return did
+
+    def _stop_run(self, run: FederatedRun) -> None:
+        run_key = str(run.pk)
+        child = self._run_children.get(run_key)
+        self._run_stop_sent[run_key] = time.monotonic()
+        if run.flower_run_id:
+            # Through Flower's own control path first, off the main loop.
+            threading.Thread(
+                target=self._flwr_stop, args=(run.pk,), name=f"flwr-stop-{run.pk}", daemon=True
+            ).start()
+        elif child is not None and child.alive:
+            child.term_sent_at = time.monotonic()
+            procs.signal_group(child.pid, signal.SIGTERM)
+
+    def _flwr_stop(self, run_id: Any) -> None:
+        try:
+            run = FederatedRun.objects.select_related("coordinator_session").get(pk=run_id)
+            self.control_command(
+                run, flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"), purpose="stop", log=True
+            )
+        finally:
+            connection.close()
+
+    def _stop_run_escalate(self) -> None:
+        now = time.monotonic()
+        for run_key, sent in list(self._run_stop_sent.items()):
+            child = self._run_children.get(run_key)
+            if child is not None and child.alive and child.term_sent_at is None and now - sent > RUN_STOP_GRACE:
+                child.term_sent_at = now
+                procs.signal_group(child.pid, signal.SIGTERM)
+
+    def _stop_session(self, session: NodeSession) -> bool:
+        key = str(session.pk)
+        child = self._session_children.get(key)
+        if session.kind == SessionKind.SUPERLINK:
+            # SIGTERM to a SuperLink with a run's log stream open takes about a minute:
+            # stop the run first, then the SuperLink.
+            live_run = FederatedRun.objects.filter(
+                coordinator_session=session, status__in=("requested", "starting", "running", "stopping")
+            ).first()
+            if live_run is not None:
+                deadline = self._deferred_superlink_stop.setdefault(key, time.monotonic() + SUPERLINK_STOP_WAIT_FOR_RUN)
+                if live_run.stop_requested_at is None:
+                    services.run_request_stop(project=live_run.project)
+                if time.monotonic() < deadline:
+                    return False
+        if not services.session_mark_stopping(session_id=session.pk):
+            return False
+        if child is not None and child.alive:
+            child.term_sent_at = time.monotonic()
+            procs.signal_group(child.pid, signal.SIGTERM)
+        else:
+            services.session_mark_ended(session_id=session.pk, exit_code=None, signal=None, stop_requested=True, detail="no process")
+        return True
+
+    def escalate(self) -> bool:
+        now = time.monotonic()
+        did = False
+        for child in self._live_children():
+            if child.term_sent_at and not child.kill_sent_at and now - child.term_sent_at > settings.STOP_TIMEOUT_SECONDS:
+                child.kill_sent_at = now
+                procs.signal_group(child.pid, signal.SIGKILL)
+                owner = child.context.get("owner")
+                if owner is not None:
+                    self._system(owner, child.context["source"], f"[fedml] no exit {settings.STOP_TIMEOUT_SECONDS:g}s after SIGTERM: sent SIGKILL")
+                did = True
+        return did
+
+    # ------------------------------------------------------------------ reconciliation
+    def reconcile(self) -> None:
+        """Make rows left live by a dead supervisor tell the truth, and leave no orphan."""
+        for run in selectors.orphaned_runs(project_ids=self.project_ids):
+            self._reconcile_run(run)
+        for session in selectors.orphaned_sessions(node_ids=self.node_ids):
+            self._reconcile_session(session)
+
+    def _dead_owner_is_local(self, supervisor_id: Any) -> bool:
+        beat = selectors.supervisor_heartbeat_get(supervisor_id=supervisor_id) if supervisor_id else None
+        return beat is None or beat.hostname == self.hostname
+
+    def _reconcile_run(self, run: FederatedRun) -> None:
+        if not self._dead_owner_is_local(run.supervisor_id):
+            return
+        identity = run.config.get("process") or {}
+        notes = [f"supervisor {run.supervisor_id} died while the run was {run.status}"]
+        superlink_alive = bool(
+            run.coordinator_session
+            and procs.identity_alive(run.coordinator_session.runtime_config.get("process") or {})
+        )
+        flower_result: flower.FlowerRunStatus | None = None
+        if run.flower_run_id and superlink_alive:
+            # Reach Flower while its SuperLink is still up: stop the run, then read what it says.
+            self.writer.open(Owner("run", run.pk), None)
+            self.control_command(run, flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"), purpose="stop", log=True)
+            flower_result = self.flower_status(run)
+            self.writer.close_owner(Owner("run", run.pk))
+        if identity and procs.terminate_orphan_group(identity, timeout=settings.STOP_TIMEOUT_SECONDS):
+            notes.append(f"FedML terminated the orphaned `flwr run` (pid {identity.get('pid')}) on restart")
+        if flower_result is not None and flower_result.finished:
+            status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(flower_result.sub_status, RunStatus.FAILED)
+            notes.append(f"Flower: finished:{flower_result.sub_status}" + (f" ({flower_result.details})" if flower_result.details else ""))
+        else:
+            status = RunStatus.FAILED
+            notes.append("Flower's outcome could not be read (SuperLink gone)" if not superlink_alive else "Flower did not report the run finished")
+        services.run_mark_ended(run_id=run.pk, status=status, detail="; ".join(notes))
+        flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
+
+    def _reconcile_session(self, session: NodeSession) -> None:
+        if not self._dead_owner_is_local(session.supervisor_id):
+            return
+        identity = session.runtime_config.get("process") or {}
+        if identity and procs.terminate_orphan_group(identity, timeout=settings.STOP_TIMEOUT_SECONDS):
+            detail = (
+                f"supervisor {session.supervisor_id} died; FedML terminated the orphaned process group "
+                f"(pid {identity.get('pid')}) on restart"
+            )
+        else:
+            detail = f"supervisor {session.supervisor_id} died; the process (pid {session.pid}) was already gone"
+        services.session_mark_lost(session_id=session.pk, detail=detail)
+
+
+Child = procs.Child
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def which_flower() -> str | None:
+    return shutil.which("flower-superlink")

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from orchestration import apis
+
+urlpatterns = [
+    path("health", apis.CoordinatorHealthApi.as_view()),
+    path("superlink/start", apis.SuperlinkStartApi.as_view()),
+    path("superlink/stop", apis.SuperlinkStopApi.as_view()),
+    path("runs/start", apis.RunStartApi.as_view()),
+    path("runs/stop", apis.RunStopApi.as_view()),
+    path("runs/active", apis.RunActiveApi.as_view()),
+    path("runs/<uuid:run_id>", apis.RunDetailApi.as_view()),
+    re_path(r"^(?P<kind>sessions|runs)/(?P<owner_id>[0-9a-f-]{36})/logs$", apis.SessionLogApi.as_view()),
+]

@@ -1,0 +1,109 @@
+"""Participant HTTP API: the SuperNodes of this site."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orchestration import selectors as orchestration_selectors
+from orchestration import services as orchestration_services
+from orchestration.apis import _iso, session_payload
+from orchestration.models import SessionStatus
+from orchestration.serializers import ExtraArgs, StrictBoolean, StrictInteger, StrictSerializer
+from participants import selectors, services
+
+
+class ParticipantHealthApi(APIView):
+    def get(self, request: Request) -> Response:
+        node = orchestration_services.participant_node_ensure()
+        live = list(selectors.session_live_supernodes(node=node))
+        current = live[0] if live else selectors.supernode_latest(node=node)
+        running = [s for s in live if s.status == SessionStatus.RUNNING]
+        return Response(
+            {
+                "status": "ok",
+                "supernode_running": bool(running),
+                "started_at": _iso(current.started_at) if current else None,
+                "log_path": (current.log_path or None) if current else None,
+                "session_id": str(current.id) if current else None,
+                "project_id": str(node.project_id),
+                "node_id": str(node.id),
+                "supernodes": [session_payload(s) for s in live],
+                **orchestration_selectors.supervisor_status(),
+            }
+        )
+
+
+class SupernodeStartApi(APIView):
+    class InputSerializer(StrictSerializer):
+        superlink_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+        partition_id = StrictInteger(required=False, default=0, min_value=0, max_value=100000)
+        num_partitions = StrictInteger(required=False, default=1, min_value=1, max_value=100000)
+        clientappio_api_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+        insecure = StrictBoolean(required=False, default=True)
+        certificates_path = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+        extra_args = ExtraArgs()
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        node = orchestration_services.participant_node_ensure()
+        session = services.supernode_request_start(node=node, **data.validated_data)
+        session = orchestration_services.session_wait_spawned(session_id=session.id)
+        ok = session.status == SessionStatus.RUNNING
+        return Response(
+            {
+                "status": "started" if ok else session.status,
+                "pid": session.pid,
+                "log_path": session.log_path or None,
+                "session_id": str(session.id),
+                "clientappio_api_address": f"{session.runtime_config['host']}:{session.runtime_config['port']}",
+                "detail": session.status_detail or None,
+            },
+            status=201 if ok else 500,
+        )
+
+
+class SupernodeStopApi(APIView):
+    class InputSerializer(StrictSerializer):
+        session_id = serializers.UUIDField(required=False, allow_null=True)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        node = orchestration_services.participant_node_ensure()
+        sessions = services.supernode_request_stop(node=node, session_id=data.validated_data.get("session_id"))
+        ended = [
+            orchestration_services.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS) for s in sessions
+        ]
+        return Response(
+            {
+                "status": "stopped" if all(not s.is_live for s in ended) else "stopping",
+                "session_ids": [str(s.id) for s in ended],
+                "session_id": str(ended[0].id),
+            }
+        )
+
+
+class SupernodeListApi(APIView):
+    def get(self, request: Request) -> Response:
+        node = orchestration_services.participant_node_ensure()
+        return Response({"supernodes": [session_payload(s) for s in selectors.session_live_supernodes(node=node)]})
+
+
+class SupernodeDetailApi(APIView):
+    def get(self, request: Request, session_id: str) -> Response:
+        node = orchestration_services.participant_node_ensure()
+        session = orchestration_services.session_get_or_404(session_id=session_id, node=node)
+        return Response(session_payload(session))
+
+
+class SupernodeSessionStopApi(APIView):
+    def post(self, request: Request, session_id: str) -> Response:
+        node = orchestration_services.participant_node_ensure()
+        sessions = services.supernode_request_stop(node=node, session_id=session_id)
+        session = orchestration_services.session_wait_ended(session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS)
+        return Response({"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id)})

@@ -1,0 +1,83 @@
+"""SuperNode writes for a participant site. Session lifecycle is shared with the coordinator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from orchestration import flower, selectors
+from orchestration.errors import Conflict, InvalidInput
+from orchestration.models import Node, NodeRole, NodeSession, SessionKind
+from orchestration.services import _invalid, session_request_stop, supervisor_require_alive
+
+
+@transaction.atomic
+def supernode_request_start(
+    *,
+    node: Node,
+    superlink_address: str | None = None,
+    partition_id: int = 0,
+    num_partitions: int = 1,
+    clientappio_api_address: str | None = None,
+    insecure: bool = True,
+    certificates_path: str | None = None,
+    extra_args: list[str] | None = None,
+) -> NodeSession:
+    """Record the intent to start one SuperNode for a participant node."""
+    if node.role != NodeRole.PARTICIPANT:
+        raise InvalidInput("only a participant node runs SuperNodes", field="node")
+    if not 0 <= partition_id < num_partitions:
+        raise InvalidInput("partition_id must be between 0 and num_partitions - 1", field="partition_id")
+    try:
+        sl_host, sl_port = flower.parse_host_port(superlink_address or settings.SUPERLINK_ADDRESS, field="superlink_address")
+        root_cert = None
+        if not insecure:
+            if not certificates_path:
+                raise flower.FlowerArgError("certificates_path", "certificates_path is required when insecure is false")
+            root_cert = flower.root_certificate(certificates_path, root=settings.CERTIFICATES_DIR)
+        elif certificates_path:
+            raise flower.FlowerArgError("certificates_path", "certificates_path is only used when insecure is false")
+        args = flower.validate_extra_args(extra_args, allowed=flower.SUPERNODE_EXTRA_FLAGS)
+        if clientappio_api_address:
+            host, port = flower.parse_host_port(clientappio_api_address, field="clientappio_api_address")
+        else:
+            host, port = "127.0.0.1", 0
+    except flower.FlowerArgError as exc:
+        raise _invalid(exc) from None
+    supervisor_require_alive()
+    # Serialise port choice per node (SQLite serialises writers anyway).
+    Node.objects.select_for_update().filter(pk=node.pk).first()
+    used = selectors.ports_in_use(host=host)
+    if port == 0:
+        port = settings.SUPERNODE_BASE_PORT
+        while port in used or port == sl_port:
+            port += 1
+    elif port in used:
+        raise Conflict(
+            f"clientappio_api_address: port {port} on {host} is already used by a running FedML process",
+            field="clientappio_api_address",
+        )
+    runtime_config = {
+        "superlink_address": f"{sl_host}:{sl_port}",
+        "host": host,
+        "port": port,
+        "node_config": {"partition-id": partition_id, "num-partitions": num_partitions},
+        "insecure": insecure,
+        "root_certificates": str(root_cert) if root_cert else None,
+        "extra_args": args,
+    }
+    return NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
+
+
+def supernode_request_stop(*, node: Node, session_id: Any | None = None) -> list[NodeSession]:
+    """Stop one SuperNode (by session id) or, without one, every live SuperNode of the node."""
+    sessions = list(selectors.session_live_supernodes(node=node))
+    if session_id is not None:
+        sessions = [s for s in sessions if str(s.id) == str(session_id)]
+        if not sessions:
+            raise Conflict(f"SuperNode session {session_id} is not running on this node", field="session_id")
+    if not sessions:
+        raise Conflict("no SuperNode is running")
+    return [session_request_stop(session=s) for s in sessions]
