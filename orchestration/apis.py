@@ -112,7 +112,7 @@ class SuperlinkStartApi(APIView):
         node = services.coordinator_node_ensure()
         session = services.superlink_request_start(node=node, **data.validated_data)
         session = services.session_wait_spawned(session_id=session.id)
-        code = 201 if session.status == SessionStatus.RUNNING else 500
+        code = 201 if session.status == SessionStatus.RUNNING else 502
         return Response(
             {
                 "status": "started" if code == 201 else session.status,
@@ -161,7 +161,7 @@ class RunStartApi(APIView):
                 "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
                 "detail": run.status_detail or None,
             },
-            status=201 if ok else 500,
+            status=201 if ok else 502,
         )
 
 

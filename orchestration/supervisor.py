@@ -39,6 +39,7 @@ HEARTBEAT_INTERVAL = 1.0
 STATUS_POLL_INTERVAL = 2.0
 RUN_STOP_GRACE = 8.0  # after `flwr stop`, how long `flwr run` may take to exit by itself
 SUPERLINK_STOP_WAIT_FOR_RUN = 20.0
+SUPERLINK_READY_TIMEOUT = 20.0  # a run waits this long for its SuperLink to listen
 
 
 def _rotate(path: Path) -> None:
@@ -234,10 +235,22 @@ class Supervisor:
                 self._spawn_session(NodeSession.objects.select_related("node").get(pk=session.pk))
                 did = True
         for run in selectors.runs_to_claim(project_ids=self.project_ids):
+            if not self._superlink_ready(run):
+                continue  # `flwr run` fails at once if the SuperLink is not listening yet
             if services.run_claim(run_id=run.pk, supervisor_id=self.id):
                 self._spawn_run(FederatedRun.objects.select_related("coordinator_session").get(pk=run.pk))
                 did = True
         return did
+
+    def _superlink_ready(self, run: FederatedRun) -> bool:
+        cfg = run.coordinator_session.runtime_config if run.coordinator_session else {}
+        if (timezone.now() - run.created_at).total_seconds() > SUPERLINK_READY_TIMEOUT:
+            return True  # give up waiting: `flwr run` will report what is wrong
+        try:
+            with socket.create_connection((_connect_host(cfg.get("host", "127.0.0.1")), cfg.get("port", 0)), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def _spawn_session(self, session: NodeSession) -> None:
         cfg = session.runtime_config

@@ -63,7 +63,7 @@ class SupernodeStartApi(APIView):
                 "clientappio_api_address": f"{session.runtime_config['host']}:{session.runtime_config['port']}",
                 "detail": session.status_detail or None,
             },
-            status=201 if ok else 500,
+            status=201 if ok else 502,
         )
 
 

@@ -1,0 +1,44 @@
+"""A fake child process for supervisor tests: prints N numbered lines, then exits with code K.
+
+usage: fake_child.py LINES EXIT_CODE [--stderr-every M] [--sleep S] [--hang] [--ansi] [--ignore-term]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("lines", type=int)
+    parser.add_argument("exit_code", type=int)
+    parser.add_argument("--stderr-every", type=int, default=0)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--hang", action="store_true", help="after printing, wait to be signalled")
+    parser.add_argument("--ansi", action="store_true")
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--no-final-newline", action="store_true")
+    args = parser.parse_args()
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for i in range(1, args.lines + 1):
+        text = f"line {i}"
+        if args.ansi:
+            text = f"\x1b[92mINFO\x1b[0m: {text}"
+        stream = sys.stderr if args.stderr_every and i % args.stderr_every == 0 else sys.stdout
+        end = "" if args.no_final_newline and i == args.lines else "\n"
+        stream.write(text + end)
+        stream.flush()
+        if args.sleep:
+            time.sleep(args.sleep)
+    if args.hang:
+        while True:
+            time.sleep(0.1)
+    return args.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Shared fixtures. The federation stack runs the real thing: Daphne serving FedML, the
+supervisor, and the Flower processes it spawns, all against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_CHILD = Path(__file__).resolve().parent / "bin" / "fake_child.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {message}")
+        time.sleep(interval)
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db.get('USER') or 'postgres'}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes whose command line or environment mentions `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if stat[stat.rfind(")") + 2] == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline or text in environ:
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    env: dict[str, str]
+    web_port: int
+    superlink_port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def app_dir(self) -> Path:
+        return self.tmp / "flower_app"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.tmp / "logs"
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own loopback server
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw.decode(errors="replace")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        return self.request("POST", path, body or {})
+
+    def manage(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(  # noqa: S603
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def start_supervisor(self) -> subprocess.Popen[bytes]:
+        with open(self.tmp / "supervisor.out", "ab") as log:
+            proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, str(ROOT / "manage.py"), "runsupervisor"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs["supervisor"] = proc
+        wait_until(lambda: self.get("/health")[1].get("supervisor_alive"), timeout=30, message="supervisor heartbeat")
+        return proc
+
+    def start_web(self) -> None:
+        with open(self.tmp / "web.out", "ab") as log:
+            self.procs["web"] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port), "fedml_site.asgi:application"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def up() -> bool:
+            try:
+                return self.get("/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, timeout=30, message="daphne up")
+
+    def stop(self, name: str, *, timeout: float = 90) -> int | None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait(timeout=10)
+
+    def leftovers(self) -> list[tuple[int, str]]:
+        return processes_mentioning(str(self.tmp))
+
+
+@pytest.fixture
+def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
+    """Daphne + the supervisor on the test database, with their own data, log and app dirs."""
+    shutil.copytree(ROOT / "flower_app", tmp_path / "flower_app", ignore=shutil.ignore_patterns("artifacts", "__pycache__"))
+    superlink_port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "FEDML_DATA_DIR": str(tmp_path / "var"),
+        "FEDML_LOG_DIR": str(tmp_path / "logs"),
+        "FEDML_FLOWER_APP_DIR": str(tmp_path / "flower_app"),
+        "FEDML_SUPERLINK_ADDRESS": f"127.0.0.1:{superlink_port}",
+        "FEDML_SUPERNODE_BASE_PORT": str(free_port()),
+        "FEDML_STOP_TIMEOUT_SECONDS": "10",
+        "PYTHONUNBUFFERED": "1",
+    }
+    s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port)
+    try:
+        s.start_web()
+        s.start_supervisor()
+        yield s
+    finally:
+        s.stop("supervisor")
+        s.stop("web")
+        for pid, _ in s.leftovers():  # never leave a Flower process behind, even after a failure
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        connection.close()
