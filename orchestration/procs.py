@@ -39,6 +39,8 @@ class Child:
     term_sent_at: float | None = None
     kill_sent_at: float | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    stdout_fd: int = -1
+    stderr_fd: int = -1
 
     @property
     def alive(self) -> bool:
@@ -151,9 +153,8 @@ class PipeReader(threading.Thread):
 
     def add(self, child: Child) -> None:
         with self._lock:
-            assert child.popen.stdout is not None and child.popen.stderr is not None
-            self._pending.append((child, child.popen.stdout.fileno(), "stdout"))
-            self._pending.append((child, child.popen.stderr.fileno(), "stderr"))
+            self._pending.append((child, child.stdout_fd, "stdout"))
+            self._pending.append((child, child.stderr_fd, "stderr"))
         os.write(self._wake_w, b"x")
 
     def stop(self) -> None:
@@ -232,9 +233,22 @@ def spawn(
         start_new_session=True,
         close_fds=True,
     )
-    # The Popen objects keep their own file objects; we read the raw fds, so detach them.
+    # We read raw fds in the reader thread and close them at EOF. Take our own copies and
+    # close Popen's file objects now: otherwise their finalizers would close the same fd
+    # numbers later, by then reused by another child's pipe.
     assert popen.stdout is not None and popen.stderr is not None
-    return Child(pid=popen.pid, argv=argv, popen=popen, label=label, context=dict(context or {}))
+    stdout_fd, stderr_fd = os.dup(popen.stdout.fileno()), os.dup(popen.stderr.fileno())
+    popen.stdout.close()
+    popen.stderr.close()
+    return Child(
+        pid=popen.pid,
+        argv=argv,
+        popen=popen,
+        label=label,
+        context=dict(context or {}),
+        stdout_fd=stdout_fd,
+        stderr_fd=stderr_fd,
+    )
 
 
 def decode_wait_status(status: int) -> tuple[int | None, int | None]:

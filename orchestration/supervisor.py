@@ -89,7 +89,17 @@ class Supervisor:
         self.writer.start()
         self.reader.start()
         self.heartbeat(force=True)
-        self.reconcile()
+        # Reconciling waits on `flwr stop`/`flwr ls` children, which the loop reaps: run it beside the loop.
+        self._reconciler = threading.Thread(target=self._reconcile_thread, name="reconcile", daemon=True)
+        self._reconciler.start()
+
+    def _reconcile_thread(self) -> None:
+        try:
+            self.reconcile()
+        except Exception:
+            logger.exception("reconciliation failed")
+        finally:
+            connection.close()
 
     def run_forever(self, stop_event: threading.Event) -> None:
         self.start()
