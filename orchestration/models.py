@@ -97,6 +97,7 @@ class NodeSession(models.Model):
         indexes = [models.Index(fields=["status"], name="node_sessions_status_idx")]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=SessionKind.values), name="node_sessions_kind_check"),
+            models.CheckConstraint(condition=Q(status__in=SessionStatus.values), name="node_sessions_status_check"),
             # At most one live SuperLink per coordinator node; the database, not a race, decides.
             models.UniqueConstraint(
                 fields=["node"],
@@ -158,6 +159,7 @@ class FederatedRun(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status"], name="federated_runs_status_idx")]
         constraints = [
+            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="federated_runs_status_check"),
             # One live run per project at a time.
             models.UniqueConstraint(
                 fields=["project"],
@@ -205,6 +207,7 @@ class LogLine(models.Model):
                 | (Q(session__isnull=True) & Q(run__isnull=False)),
                 name="log_lines_one_owner",
             ),
+            models.CheckConstraint(condition=Q(stream__in=LogStream.values), name="log_lines_stream_check"),
             # These unique indexes are also the indexes for "lines of X after seq N".
             models.UniqueConstraint(
                 fields=["session", "seq"], condition=Q(session__isnull=False), name="log_lines_session_seq_uniq"
