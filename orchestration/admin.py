@@ -65,7 +65,9 @@ class NodeSessionAdmin(admin.ModelAdmin):
     @admin.action(description="Stop selected sessions")
     def stop_sessions(self, request: HttpRequest, queryset: QuerySet[NodeSession]) -> None:
         for session in queryset:
-            _run_action(request, lambda s=session: services.session_request_stop(session=s), f"stop {session.kind} {session.id}")
+            _run_action(
+                request, lambda s=session: services.session_request_stop(session=s), f"stop {session.kind} {session.id}"
+            )
 
 
 @admin.register(FederatedRun)

@@ -131,7 +131,11 @@ class SuperlinkStopApi(APIView):
         session = services.superlink_request_stop(node=node)
         session = services.session_wait_ended(session_id=session.id, timeout=settings.START_WAIT_SECONDS)
         return Response(
-            {"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id), "pid": session.pid}
+            {
+                "status": "stopped" if not session.is_live else "stopping",
+                "session_id": str(session.id),
+                "pid": session.pid,
+            }
         )
 
 
@@ -211,7 +215,12 @@ class SessionLogApi(APIView):
         if lines is None:
             return Response({"detail": f"{kind[:-1]} {owner_id} not found", "field": "id"}, status=404)
         return Response(
-            {"lines": [{"seq": x.seq, "stream": x.stream, "source": x.source, "ts": _iso(x.ts), "text": x.text} for x in lines]}
+            {
+                "lines": [
+                    {"seq": x.seq, "stream": x.stream, "source": x.source, "ts": _iso(x.ts), "text": x.text}
+                    for x in lines
+                ]
+            }
         )
 
 

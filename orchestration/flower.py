@@ -21,7 +21,9 @@ ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 RUN_STARTED_RE = re.compile(r"Successfully started run (\d+)")
 METRICS_PREFIX = "FEDML_METRICS "
 ARTIFACT_PREFIX = "FEDML_ARTIFACT "
-HOST_PORT_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):(?P<port>\d{1,5})$")
+HOST_PORT_RE = re.compile(
+    r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):(?P<port>\d{1,5})$"
+)
 CONFIG_KEY_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 CURRENT_RUN_ID_KEY = "current-run-id"
 # Keys FedML sets itself; users may not override them through extra_args.
@@ -253,7 +255,9 @@ def supernode_argv(
     return argv + extra_args
 
 
-def run_argv(*, app_dir: Path, connection: str, stream: bool, run_config: dict[str, str], extra_args: list[str]) -> list[str]:
+def run_argv(
+    *, app_dir: Path, connection: str, stream: bool, run_config: dict[str, str], extra_args: list[str]
+) -> list[str]:
     argv = [bin_path("flwr"), "run", str(app_dir), connection]
     if stream:
         argv.append("--stream")
@@ -270,7 +274,9 @@ def ls_argv(*, flower_run_id: str, connection: str) -> list[str]:
     return [bin_path("flwr"), "ls", connection, "--run-id", flower_run_id, "--format", "json"]
 
 
-def write_cli_config(*, flwr_home: Path, connection: str, address: str, insecure: bool, root_certificates: Path | None) -> Path:
+def write_cli_config(
+    *, flwr_home: Path, connection: str, address: str, insecure: bool, root_certificates: Path | None
+) -> Path:
     """`flwr run APP CONNECTION` reads connections from $FLWR_HOME/config.toml, not pyproject."""
     flwr_home.mkdir(parents=True, exist_ok=True)
     doc = tomlkit.document()

@@ -212,7 +212,9 @@ class LogLine(models.Model):
             models.UniqueConstraint(
                 fields=["session", "seq"], condition=Q(session__isnull=False), name="log_lines_session_seq_uniq"
             ),
-            models.UniqueConstraint(fields=["run", "seq"], condition=Q(run__isnull=False), name="log_lines_run_seq_uniq"),
+            models.UniqueConstraint(
+                fields=["run", "seq"], condition=Q(run__isnull=False), name="log_lines_run_seq_uniq"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ Kept free of Django so that it can be tested with a fake child alone.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -175,10 +176,8 @@ class PipeReader(threading.Thread):
                 return
             for key, _ in self._sel.select(timeout=0.5):
                 if key.data is None:
-                    try:
+                    with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
-                    except BlockingIOError:
-                        pass
                     continue
                 child, stream = key.data
                 fd = key.fd
@@ -257,6 +256,29 @@ def decode_wait_status(status: int) -> tuple[int | None, int | None]:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status), None
     return None, None
+
+
+def flower_orphans(*, parent: int, known: set[int]) -> list[int]:
+    """Flower processes re-parented to us (we are their subreaper) that we did not spawn.
+
+    flower-superexec runs in its own session, so a SuperLink's `flwr-serverapp` survives the
+    SuperLink's process group; once its parent dies it lands here and must go too.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in known:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if int(fields[1]) != parent or fields[0] == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if b"flwr" in cmdline or b"flower-" in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 def reap_all(children: dict[int, Child]) -> list[Child]:

@@ -41,7 +41,9 @@ def supervisor_status() -> dict[str, Any]:
         "supervisor_alive": bool(alive),
         "supervisor_count": len(alive),
         "supervisor_last_heartbeat": newest.beat_at.isoformat() if newest else None,
-        "supervisor_hint": None if alive else "No supervisor is running: start one with `python manage.py runsupervisor`.",
+        "supervisor_hint": None
+        if alive
+        else "No supervisor is running: start one with `python manage.py runsupervisor`.",
     }
 
 
@@ -95,7 +97,9 @@ def ports_in_use(*, host: str) -> set[int]:
     return ports
 
 
-def log_lines_after(*, session: NodeSession | None = None, run: FederatedRun | None = None, after: int = 0, limit: int = 1000) -> list[LogLine]:
+def log_lines_after(
+    *, session: NodeSession | None = None, run: FederatedRun | None = None, after: int = 0, limit: int = 1000
+) -> list[LogLine]:
     owner = {"session": session} if session is not None else {"run": run}
     return list(LogLine.objects.filter(**owner, seq__gt=after).order_by("seq")[:limit])
 
@@ -116,7 +120,9 @@ def node_by_role(*, project: Project, role: NodeRole) -> Node | None:
 # ----------------------------------------------------------------- supervisor's reads
 def sessions_to_claim(*, node_ids: list[Any]) -> list[NodeSession]:
     return list(
-        NodeSession.objects.select_related("node").filter(node_id__in=node_ids, status=SessionStatus.REQUESTED).order_by("created_at")
+        NodeSession.objects.select_related("node")
+        .filter(node_id__in=node_ids, status=SessionStatus.REQUESTED)
+        .order_by("created_at")
     )
 
 

@@ -13,7 +13,9 @@ class StrictSerializer(serializers.Serializer):
             raise serializers.ValidationError({"body": "expected a JSON object"})
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
-            raise serializers.ValidationError({unknown[0]: f"unknown field (allowed: {', '.join(sorted(self.fields))})"})
+            raise serializers.ValidationError(
+                {unknown[0]: f"unknown field (allowed: {', '.join(sorted(self.fields))})"}
+            )
         return super().to_internal_value(data)
 
 

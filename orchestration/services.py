@@ -33,7 +33,9 @@ from orchestration.models import (
 )
 
 FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SUPERVISOR_HINT = "No supervisor is running, so nothing can be started. Start one with `python manage.py runsupervisor`."
+SUPERVISOR_HINT = (
+    "No supervisor is running, so nothing can be started. Start one with `python manage.py runsupervisor`."
+)
 
 
 def _invalid(exc: flower.FlowerArgError) -> InvalidInput:
@@ -155,16 +157,16 @@ def superlink_request_start(
     Node.objects.select_for_update().filter(pk=node.pk).first()
     existing = selectors.session_live_superlink(project=node.project)
     if existing is not None:
-        raise Conflict(f"a SuperLink is already {existing.status} (session {existing.id})", extra={"session_id": str(existing.id)})
+        raise Conflict(
+            f"a SuperLink is already {existing.status} (session {existing.id})", extra={"session_id": str(existing.id)}
+        )
     _check_port_free(host=host, port=port, field="listen_address")
     runtime_config: dict[str, Any] = {
         "host": host,
         "port": port,
         "address": f"{host}:{port}",
         "insecure": insecure,
-        "certificates": None
-        if certificates is None
-        else {k: str(v) for k, v in certificates.__dict__.items()},
+        "certificates": None if certificates is None else {k: str(v) for k, v in certificates.__dict__.items()},
         "extra_args": args,
         "database": str(settings.DATA_DIR / "superlink" / "state.db"),
     }
@@ -308,7 +310,9 @@ def supervisor_heartbeat(*, supervisor_id: Any, hostname: str, pid: int, started
     now = timezone.now()
     updated = SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(beat_at=now)
     if not updated:
-        SupervisorHeartbeat.objects.create(id=supervisor_id, hostname=hostname, pid=pid, started_at=started_at, beat_at=now)
+        SupervisorHeartbeat.objects.create(
+            id=supervisor_id, hostname=hostname, pid=pid, started_at=started_at, beat_at=now
+        )
 
 
 def supervisor_mark_stopped(*, supervisor_id: Any) -> None:
@@ -449,7 +453,15 @@ def log_lines_append(
 ) -> None:
     """Append a batch in one transaction; the caller owns the gap-free seq counter."""
     rows = [
-        LogLine(session_id=session_id, run_id=run_id, seq=first_seq + i, stream=line.stream, source=line.source, ts=line.ts, text=line.text)
+        LogLine(
+            session_id=session_id,
+            run_id=run_id,
+            seq=first_seq + i,
+            stream=line.stream,
+            source=line.source,
+            ts=line.ts,
+            text=line.text,
+        )
         for i, line in enumerate(lines)
     ]
     with transaction.atomic():
@@ -462,6 +474,11 @@ def log_lines_append(
 
 
 def data_dirs_ensure() -> None:
-    for path in (settings.DATA_DIR, settings.LOG_DIR, settings.FLWR_HOME_ROOT, settings.ARTIFACTS_DIR, settings.CERTIFICATES_DIR):
+    for path in (
+        settings.DATA_DIR,
+        settings.LOG_DIR,
+        settings.FLWR_HOME_ROOT,
+        settings.ARTIFACTS_DIR,
+        settings.CERTIFICATES_DIR,
+    ):
         Path(path).mkdir(parents=True, exist_ok=True)
-

@@ -39,7 +39,8 @@ HEARTBEAT_INTERVAL = 1.0
 STATUS_POLL_INTERVAL = 2.0
 RUN_STOP_GRACE = 8.0  # after `flwr stop`, how long `flwr run` may take to exit by itself
 SUPERLINK_STOP_WAIT_FOR_RUN = 20.0
-SUPERLINK_READY_TIMEOUT = 20.0  # a run waits this long for its SuperLink to listen
+SUPERLINK_READY_TIMEOUT = 20.0
+ORPHAN_SWEEP_INTERVAL = 1.0  # a run waits this long for its SuperLink to listen
 
 
 def _rotate(path: Path) -> None:
@@ -83,6 +84,8 @@ class Supervisor:
         self._run_stop_sent: dict[str, float] = {}
         self.shutting_down = False
         self.subreaper = procs.set_child_subreaper()
+        self._last_sweep = 0.0
+        self._orphans_termed: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -138,7 +141,9 @@ class Supervisor:
         timeout = settings.STOP_TIMEOUT_SECONDS + SUPERLINK_STOP_WAIT_FOR_RUN + 10 if timeout is None else timeout
         close_old_connections()
         for run_id in list(self._run_children):
-            FederatedRun.objects.filter(pk=run_id, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
+            FederatedRun.objects.filter(pk=run_id, stop_requested_at__isnull=True).update(
+                stop_requested_at=timezone.now()
+            )
         for session_id in list(self._session_children):
             NodeSession.objects.filter(pk=session_id, stop_requested_at__isnull=True).update(
                 stop_requested_at=timezone.now(), status_detail="supervisor shut down"
@@ -183,14 +188,15 @@ class Supervisor:
         flwr_home.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             self.writer.open(owner, log_path)
-        child = procs.spawn(
-            argv,
-            env=flower.child_env(flwr_home=flwr_home),
-            cwd=settings.DATA_DIR,
-            label=label,
-            context={"owner": owner, "source": source, "captured": [] if capture else None},
-        )
+        # Spawn and register under one lock, so the orphan sweep never mistakes a new child.
         with self._children_lock:
+            child = procs.spawn(
+                argv,
+                env=flower.child_env(flwr_home=flwr_home),
+                cwd=settings.DATA_DIR,
+                label=label,
+                context={"owner": owner, "source": source, "captured": [] if capture else None},
+            )
             self.children[child.pid] = child
         if owner is not None:
             self._system(owner, source, f"[fedml] started pid {child.pid}: {' '.join(argv)}")
@@ -257,7 +263,9 @@ class Supervisor:
         if (timezone.now() - run.created_at).total_seconds() > SUPERLINK_READY_TIMEOUT:
             return True  # give up waiting: `flwr run` will report what is wrong
         try:
-            with socket.create_connection((_connect_host(cfg.get("host", "127.0.0.1")), cfg.get("port", 0)), timeout=0.2):
+            with socket.create_connection(
+                (_connect_host(cfg.get("host", "127.0.0.1")), cfg.get("port", 0)), timeout=0.2
+            ):
                 return True
         except OSError:
             return False
@@ -308,7 +316,9 @@ class Supervisor:
         except (OSError, KeyError, ValueError) as exc:
             # Our infrastructure failed, not the user's app: say so.
             logger.exception("could not spawn session %s", session.pk)
-            services.session_mark_failed_to_start(session_id=session.pk, detail=f"FedML could not start the process: {exc}")
+            services.session_mark_failed_to_start(
+                session_id=session.pk, detail=f"FedML could not start the process: {exc}"
+            )
             return
         child.context["session_id"] = str(session.pk)
         self._session_children[str(session.pk)] = child
@@ -340,29 +350,42 @@ class Supervisor:
             argv = flower.run_argv(
                 app_dir=settings.FLOWER_APP_DIR,
                 connection=run.federation_name or "production",
-                stream=run.config.get("stream", True),
+                # Always attached: the ServerApp's output (its log and FedML's metrics lines)
+                # reaches nobody but the run's log stream. `stream: false` is accepted for
+                # compatibility with the earlier API.
+                stream=True,
                 run_config={"current-run-id": str(run.pk), "artifact-dir": str(settings.ARTIFACTS_DIR)},
                 extra_args=run.config.get("extra_args", []),
             )
             _rotate(log_path)
-            child = self._spawn(argv, flwr_home=home, label=f"run {run.pk}", owner=owner, source="run", log_path=log_path)
+            child = self._spawn(
+                argv, flwr_home=home, label=f"run {run.pk}", owner=owner, source="run", log_path=log_path
+            )
         except (OSError, KeyError, ValueError) as exc:
             logger.exception("could not spawn run %s", run.pk)
             self.writer.open(owner, None)
             self._system(owner, "run", f"[fedml] could not start `flwr run`: {exc}")
             self.writer.flush()
-            services.run_mark_ended(run_id=run.pk, status=RunStatus.FAILED, detail=f"FedML could not start `flwr run`: {exc}")
+            services.run_mark_ended(
+                run_id=run.pk, status=RunStatus.FAILED, detail=f"FedML could not start `flwr run`: {exc}"
+            )
             flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
             return
         child.context["run_id"] = str(run.pk)
         self._run_children[str(run.pk)] = child
-        services.run_mark_spawned(run_id=run.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid))
+        services.run_mark_spawned(
+            run_id=run.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid)
+        )
 
-    def control_command(self, run: FederatedRun, argv: list[str], *, purpose: str, log: bool, timeout: float = 60) -> tuple[Child, list[str]]:
+    def control_command(
+        self, run: FederatedRun, argv: list[str], *, purpose: str, log: bool, timeout: float = 60
+    ) -> tuple[Child, list[str]]:
         """Run a short `flwr` command (stop, ls) as our child and wait for it. Called off the main loop."""
         home = self._cli_home(run, purpose)
         owner = Owner("run", run.pk) if log else None
-        child = self._spawn(argv, flwr_home=home, label=f"{purpose} {run.pk}", owner=owner, source="control", capture=True)
+        child = self._spawn(
+            argv, flwr_home=home, label=f"{purpose} {run.pk}", owner=owner, source="control", capture=True
+        )
         if not child.exited.wait(timeout):
             procs.signal_group(child.pid, signal.SIGKILL)
             child.exited.wait(5)
@@ -375,6 +398,15 @@ class Supervisor:
             ended = procs.reap_all(self.children)
             for child in ended:
                 del self.children[child.pid]
+            now = time.monotonic()
+            if self.subreaper and now - self._last_sweep > ORPHAN_SWEEP_INTERVAL:
+                self._last_sweep = now
+                for pid in procs.flower_orphans(parent=os.getpid(), known=set(self.children)):
+                    # SIGTERM first; a second sweep finds it again if it lingers, then SIGKILL.
+                    sig = signal.SIGKILL if pid in self._orphans_termed else signal.SIGTERM
+                    self._orphans_termed.add(pid)
+                    if not procs.signal_group(pid, sig):
+                        _kill(pid, sig)
         for child in ended:
             # Anything left in its group (Flower's app processes) goes with it.
             procs.signal_group(child.pid, signal.SIGKILL)
@@ -402,7 +434,7 @@ class Supervisor:
         session = NodeSession.objects.get(pk=session_id)
         stop_requested = session.stop_requested_at is not None
         detail = session.status_detail
-        if not stop_requested and not (child.exit_code == 0):
+        if not stop_requested and child.exit_code != 0:
             tail = "\n".join(self.writer.tail(Owner("session", session.pk))[-20:])
             detail = f"{child.describe_exit()}. Last lines:\n{tail}"
         services.session_mark_ended(
@@ -430,7 +462,9 @@ class Supervisor:
             self._finish_run_inner(run_id, child)
         except Exception:
             logger.exception("finishing run %s failed", run_id)
-            services.run_mark_ended(run_id=run_id, status=RunStatus.FAILED, detail="FedML failed while reading the run's outcome")
+            services.run_mark_ended(
+                run_id=run_id, status=RunStatus.FAILED, detail="FedML failed while reading the run's outcome"
+            )
         finally:
             flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=run_id)
             self._run_children.pop(run_id, None)
@@ -459,7 +493,9 @@ class Supervisor:
                 failures = 0
             superlink_alive = NodeSession.objects.filter(pk=run.coordinator_session_id, status="running").exists()
             if failures >= 5 or (not superlink_alive and failures >= 1):
-                services.run_mark_ended(run_id=run_id, status=RunStatus.FAILED, detail=f"{last_error}. Last lines:\n{tail}")
+                services.run_mark_ended(
+                    run_id=run_id, status=RunStatus.FAILED, detail=f"{last_error}. Last lines:\n{tail}"
+                )
                 return
             run.refresh_from_db()
             if run.status not in ("starting", "running", "stopping"):
@@ -478,7 +514,11 @@ class Supervisor:
 
     def flower_status(self, run: FederatedRun) -> flower.FlowerRunStatus | None:
         _, out = self.control_command(
-            run, flower.ls_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"), purpose="ls", log=False, timeout=60
+            run,
+            flower.ls_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"),
+            purpose="ls",
+            log=False,
+            timeout=60,
         )
         return flower.parse_ls_json("\n".join(out), flower_run_id=run.flower_run_id)
 
@@ -500,9 +540,7 @@ class Supervisor:
         self._run_stop_sent[run_key] = time.monotonic()
         if run.flower_run_id:
             # Through Flower's own control path first, off the main loop.
-            threading.Thread(
-                target=self._flwr_stop, args=(run.pk,), name=f"flwr-stop-{run.pk}", daemon=True
-            ).start()
+            threading.Thread(target=self._flwr_stop, args=(run.pk,), name=f"flwr-stop-{run.pk}", daemon=True).start()
         elif child is not None and child.alive:
             child.term_sent_at = time.monotonic()
             procs.signal_group(child.pid, signal.SIGTERM)
@@ -511,7 +549,10 @@ class Supervisor:
         try:
             run = FederatedRun.objects.select_related("coordinator_session").get(pk=run_id)
             self.control_command(
-                run, flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"), purpose="stop", log=True
+                run,
+                flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"),
+                purpose="stop",
+                log=True,
             )
         finally:
             connection.close()
@@ -545,19 +586,29 @@ class Supervisor:
             child.term_sent_at = time.monotonic()
             procs.signal_group(child.pid, signal.SIGTERM)
         else:
-            services.session_mark_ended(session_id=session.pk, exit_code=None, signal=None, stop_requested=True, detail="no process")
+            services.session_mark_ended(
+                session_id=session.pk, exit_code=None, signal=None, stop_requested=True, detail="no process"
+            )
         return True
 
     def escalate(self) -> bool:
         now = time.monotonic()
         did = False
         for child in self._live_children():
-            if child.term_sent_at and not child.kill_sent_at and now - child.term_sent_at > settings.STOP_TIMEOUT_SECONDS:
+            if (
+                child.term_sent_at
+                and not child.kill_sent_at
+                and now - child.term_sent_at > settings.STOP_TIMEOUT_SECONDS
+            ):
                 child.kill_sent_at = now
                 procs.signal_group(child.pid, signal.SIGKILL)
                 owner = child.context.get("owner")
                 if owner is not None:
-                    self._system(owner, child.context["source"], f"[fedml] no exit {settings.STOP_TIMEOUT_SECONDS:g}s after SIGTERM: sent SIGKILL")
+                    self._system(
+                        owner,
+                        child.context["source"],
+                        f"[fedml] no exit {settings.STOP_TIMEOUT_SECONDS:g}s after SIGTERM: sent SIGKILL",
+                    )
                 did = True
         return did
 
@@ -586,17 +637,31 @@ class Supervisor:
         if run.flower_run_id and superlink_alive:
             # Reach Flower while its SuperLink is still up: stop the run, then read what it says.
             self.writer.open(Owner("run", run.pk), None)
-            self.control_command(run, flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"), purpose="stop", log=True)
+            self.control_command(
+                run,
+                flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"),
+                purpose="stop",
+                log=True,
+            )
             flower_result = self.flower_status(run)
             self.writer.close_owner(Owner("run", run.pk))
         if identity and procs.terminate_orphan_group(identity, timeout=settings.STOP_TIMEOUT_SECONDS):
             notes.append(f"FedML terminated the orphaned `flwr run` (pid {identity.get('pid')}) on restart")
         if flower_result is not None and flower_result.finished:
-            status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(flower_result.sub_status, RunStatus.FAILED)
-            notes.append(f"Flower: finished:{flower_result.sub_status}" + (f" ({flower_result.details})" if flower_result.details else ""))
+            status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(
+                flower_result.sub_status, RunStatus.FAILED
+            )
+            notes.append(
+                f"Flower: finished:{flower_result.sub_status}"
+                + (f" ({flower_result.details})" if flower_result.details else "")
+            )
         else:
             status = RunStatus.FAILED
-            notes.append("Flower's outcome could not be read (SuperLink gone)" if not superlink_alive else "Flower did not report the run finished")
+            notes.append(
+                "Flower's outcome could not be read (SuperLink gone)"
+                if not superlink_alive
+                else "Flower did not report the run finished"
+            )
         services.run_mark_ended(run_id=run.pk, status=status, detail="; ".join(notes))
         flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
 
@@ -615,6 +680,14 @@ class Supervisor:
 
 
 Child = procs.Child
+
+
+def _kill(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except OSError:
+        return False
 
 
 def _uuid_or_none(value: Any) -> uuid.UUID | None:

@@ -42,7 +42,9 @@ class SupernodeStartApi(APIView):
         superlink_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
         partition_id = StrictInteger(required=False, default=0, min_value=0, max_value=100000)
         num_partitions = StrictInteger(required=False, default=1, min_value=1, max_value=100000)
-        clientappio_api_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+        clientappio_api_address = serializers.CharField(
+            required=False, allow_null=True, allow_blank=True, max_length=300
+        )
         insecure = StrictBoolean(required=False, default=True)
         certificates_path = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=500)
         extra_args = ExtraArgs()
@@ -77,7 +79,8 @@ class SupernodeStopApi(APIView):
         node = orchestration_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=data.validated_data.get("session_id"))
         ended = [
-            orchestration_services.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS) for s in sessions
+            orchestration_services.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS)
+            for s in sessions
         ]
         return Response(
             {
@@ -105,5 +108,7 @@ class SupernodeSessionStopApi(APIView):
     def post(self, request: Request, session_id: str) -> Response:
         node = orchestration_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=session_id)
-        session = orchestration_services.session_wait_ended(session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS)
+        session = orchestration_services.session_wait_ended(
+            session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS
+        )
         return Response({"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id)})

@@ -31,7 +31,9 @@ def supernode_request_start(
     if not 0 <= partition_id < num_partitions:
         raise InvalidInput("partition_id must be between 0 and num_partitions - 1", field="partition_id")
     try:
-        sl_host, sl_port = flower.parse_host_port(superlink_address or settings.SUPERLINK_ADDRESS, field="superlink_address")
+        sl_host, sl_port = flower.parse_host_port(
+            superlink_address or settings.SUPERLINK_ADDRESS, field="superlink_address"
+        )
         root_cert = None
         if not insecure:
             if not certificates_path:

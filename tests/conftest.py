@@ -3,6 +3,7 @@ supervisor, and the Flower processes it spawns, all against the test database.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -89,9 +90,13 @@ class Stack:
     def log_dir(self) -> Path:
         return self.tmp / "logs"
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own loopback server
                 return resp.status, json.loads(resp.read() or b"null")
@@ -118,7 +123,9 @@ class Stack:
             timeout=timeout,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def start_supervisor(self) -> subprocess.Popen[bytes]:
@@ -138,7 +145,16 @@ class Stack:
     def start_web(self) -> None:
         with open(self.tmp / "web.out", "ab") as log:
             self.procs["web"] = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port), "fedml_site.asgi:application"],
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.web_port),
+                    "fedml_site.asgi:application",
+                ],
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,
@@ -172,7 +188,9 @@ class Stack:
 @pytest.fixture
 def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
     """Daphne + the supervisor on the test database, with their own data, log and app dirs."""
-    shutil.copytree(ROOT / "flower_app", tmp_path / "flower_app", ignore=shutil.ignore_patterns("artifacts", "__pycache__"))
+    shutil.copytree(
+        ROOT / "flower_app", tmp_path / "flower_app", ignore=shutil.ignore_patterns("artifacts", "__pycache__")
+    )
     superlink_port = free_port()
     env = {
         **os.environ,
@@ -194,8 +212,6 @@ def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
         s.stop("supervisor")
         s.stop("web")
         for pid, _ in s.leftovers():  # never leave a Flower process behind, even after a failure
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
         connection.close()

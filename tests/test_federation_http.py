@@ -27,7 +27,9 @@ def _assert_log_matches_file(lines: list[LogLine], path: str) -> None:
 
 
 def test_three_round_run_through_http_api_completes_with_metrics_logs_and_closed_sessions(stack: Stack) -> None:
-    status, body = stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})
+    status, body = stack.post(
+        "/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"}
+    )
     assert status == 201, body
     assert body["pid"] > 0 and body["log_path"].endswith("superlink.log")
     superlink_session = body["session_id"]
@@ -40,10 +42,13 @@ def test_three_round_run_through_http_api_completes_with_metrics_logs_and_closed
         )
         assert status == 201, body
         supernodes.append(body["session_id"])
-    assert len({stack.get(f"/api/participant/supernodes/{sid}")[1]["runtime_config"]["port"] for sid in supernodes}) == 2
+    assert (
+        len({stack.get(f"/api/participant/supernodes/{sid}")[1]["runtime_config"]["port"] for sid in supernodes}) == 2
+    )
 
     status, body = stack.post(
-        "/api/coordinator/runs/start", {"federation_name": "production", "extra_args": ["--run-config", "num-server-rounds=3"]}
+        "/api/coordinator/runs/start",
+        {"federation_name": "production", "extra_args": ["--run-config", "num-server-rounds=3"]},
     )
     assert status == 201, body
     run_id = body["run_id"]
@@ -53,7 +58,9 @@ def test_three_round_run_through_http_api_completes_with_metrics_logs_and_closed
     assert health["run_active"] and health["run_info"]["run_id"] == run_id and health["superlink_running"]
     assert stack.get("/api/coordinator/runs/active")[1]["run"]["run_id"] == run_id
 
-    wait_until(lambda: stack.get("/api/coordinator/runs/active")[1]["run"] is None, timeout=300, interval=1, message="run end")
+    wait_until(
+        lambda: stack.get("/api/coordinator/runs/active")[1]["run"] is None, timeout=300, interval=1, message="run end"
+    )
 
     run = FederatedRun.objects.get(pk=run_id)
     assert run.status == "completed", run.status_detail

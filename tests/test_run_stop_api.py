@@ -13,21 +13,30 @@ pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 
 def test_stop_long_run_within_ten_seconds_flower_reports_it_finished_and_row_says_stopped(stack: Stack) -> None:
-    assert stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})[0] == 201
+    assert (
+        stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})[0]
+        == 201
+    )
     for partition in range(2):
-        assert stack.post("/api/participant/supernode/start", {"partition_id": partition, "num_partitions": 2})[0] == 201
+        assert (
+            stack.post("/api/participant/supernode/start", {"partition_id": partition, "num_partitions": 2})[0] == 201
+        )
     status, body = stack.post("/api/coordinator/runs/start", {"extra_args": ["--run-config", "num-server-rounds=200"]})
     assert status == 201, body
     run_id = body["run_id"]
     # Let it get going: the first round's training has been sampled.
     wait_until(
-        lambda: LogLine.objects.filter(run_id=run_id, text__contains="configure_train").exists(), timeout=120, message="round 1"
+        lambda: LogLine.objects.filter(run_id=run_id, text__contains="configure_train").exists(),
+        timeout=120,
+        message="round 1",
     )
 
     started = time.monotonic()
     status, body = stack.post("/api/coordinator/runs/stop")
     assert status == 200, body
-    wait_until(lambda: FederatedRun.objects.get(pk=run_id).status == "stopped", timeout=10, interval=0.1, message="stopped")
+    wait_until(
+        lambda: FederatedRun.objects.get(pk=run_id).status == "stopped", timeout=10, interval=0.1, message="stopped"
+    )
     assert time.monotonic() - started < 10
 
     run = FederatedRun.objects.get(pk=run_id)

@@ -13,8 +13,20 @@ from __future__ import annotations
 from django.db import migrations
 
 DEFAULTS = {
-    "projects": {"id": "gen_random_uuid()", "created_at": "now()", "updated_at": "now()", "config": "'{}'::jsonb", "description": "''"},
-    "nodes": {"id": "gen_random_uuid()", "created_at": "now()", "updated_at": "now()", "metadata": "'{}'::jsonb", "display_name": "''"},
+    "projects": {
+        "id": "gen_random_uuid()",
+        "created_at": "now()",
+        "updated_at": "now()",
+        "config": "'{}'::jsonb",
+        "description": "''",
+    },
+    "nodes": {
+        "id": "gen_random_uuid()",
+        "created_at": "now()",
+        "updated_at": "now()",
+        "metadata": "'{}'::jsonb",
+        "display_name": "''",
+    },
     "node_sessions": {
         "id": "gen_random_uuid()",
         "created_at": "now()",

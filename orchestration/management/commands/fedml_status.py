@@ -16,7 +16,8 @@ class Command(BaseCommand):
         supervisor = selectors.supervisor_status()
         self.stdout.write(f"project     {project.slug} ({project.id})")
         self.stdout.write(
-            "supervisor  " + ("alive" if supervisor["supervisor_alive"] else f"NOT RUNNING - {supervisor['supervisor_hint']}")
+            "supervisor  "
+            + ("alive" if supervisor["supervisor_alive"] else f"NOT RUNNING - {supervisor['supervisor_hint']}")
         )
         superlink = selectors.session_live_superlink(project=project)
         self.stdout.write(f"superlink   {_session(superlink)}")
@@ -31,7 +32,9 @@ class Command(BaseCommand):
         else:
             rounds = (run.metrics or {}).get("last_round", 0)
             total = (run.metrics or {}).get("num_rounds") or run.config.get("num_rounds") or "?"
-            self.stdout.write(f"run         {run.id} {run.status} flower={run.flower_run_id or '-'} round {rounds}/{total}")
+            self.stdout.write(
+                f"run         {run.id} {run.status} flower={run.flower_run_id or '-'} round {rounds}/{total}"
+            )
 
 
 def _session(session: NodeSession | None) -> str:

@@ -41,7 +41,12 @@ class Command(BaseCommand):
         base = f"http://127.0.0.1:{options['port']}"
         try:
             if not _reachable(base + "/health"):
-                started.append(self._spawn(["-m", "daphne", "-b", "127.0.0.1", "-p", str(options["port"]), "fedml_site.asgi:application"], "web"))
+                started.append(
+                    self._spawn(
+                        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(options["port"]), "fedml_site.asgi:application"],
+                        "web",
+                    )
+                )
                 _wait(lambda: _reachable(base + "/health"), 30, "the web server did not come up")
             if not selectors.supervisors_alive().exists():
                 started.append(self._spawn([str(Path(settings.BASE_DIR) / "manage.py"), "runsupervisor"], "supervisor"))
@@ -64,18 +69,25 @@ class Command(BaseCommand):
                         num_partitions=options["nodes"],
                     )
                     session = call(services.session_wait_spawned, session_id=session.id)
-                    self.stdout.write(f"SuperNode {partition} {session.status} (pid {session.pid}, log {session.log_path})")
+                    self.stdout.write(
+                        f"SuperNode {partition} {session.status} (pid {session.pid}, log {session.log_path})"
+                    )
             else:
                 self.stdout.write(f"using the {len(live)} SuperNodes already running")
             time.sleep(2)  # let the SuperNodes register with the SuperLink
             run = call(
                 services.run_request_start,
                 project=project,
-                extra_args=["--run-config", f"num-server-rounds={options['rounds']} min-nodes={min(2, options['nodes'])}"],
+                extra_args=[
+                    "--run-config",
+                    f"num-server-rounds={options['rounds']} min-nodes={min(2, options['nodes'])}",
+                ],
                 label="local federation",
             )
             run = call(services.run_wait_spawned, run_id=run.id)
-            self.stdout.write(f"run {run.id} started: watch {base}/api/coordinator/runs/{run.id}  |  {base}/admin/orchestration/federatedrun/{run.id}/change/")
+            self.stdout.write(
+                f"run {run.id} started: watch {base}/api/coordinator/runs/{run.id}  |  {base}/admin/orchestration/federatedrun/{run.id}/change/"
+            )
             run = follow_run(run.id, self.stdout, show_lines=not options["quiet_log"])
             evaluate = (run.metrics or {}).get("evaluate", {})
             final = evaluate.get(str(max((int(k) for k in evaluate), default=0)), {})
@@ -93,7 +105,11 @@ class Command(BaseCommand):
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         with open(Path(settings.LOG_DIR) / f"{name}.out", "ab") as log:
             return subprocess.Popen(  # noqa: S603 - argv list, no shell
-                [sys.executable, *argv], cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [sys.executable, *argv],
+                cwd=settings.BASE_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def _teardown(self, started: list[subprocess.Popen[bytes]]) -> None:

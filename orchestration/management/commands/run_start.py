@@ -35,6 +35,8 @@ class Command(BaseCommand):
         if not options["follow"]:
             return
         run = follow_run(run.id, self.stdout)
-        self.stdout.write(f"run {run.id} {run.status} (Flower run {run.flower_run_id or '-'}): {run.status_detail.splitlines()[0] if run.status_detail else ''}")
+        self.stdout.write(
+            f"run {run.id} {run.status} (Flower run {run.flower_run_id or '-'}): {run.status_detail.splitlines()[0] if run.status_detail else ''}"
+        )
         if run.status != "completed":
             raise CommandError(f"run {run.id} ended {run.status}")

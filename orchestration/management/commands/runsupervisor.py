@@ -23,7 +23,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         supervisor = Supervisor()
-        self.stdout.write(f"supervisor {supervisor.id} running (pid-reaper: {'on' if supervisor.subreaper else 'off'}); Ctrl-C stops it and its processes")
+        self.stdout.write(
+            f"supervisor {supervisor.id} running (pid-reaper: {'on' if supervisor.subreaper else 'off'}); Ctrl-C stops it and its processes"
+        )
         self.stdout.flush()
         supervisor.run_forever(stop)
         self.stdout.write("supervisor stopped")

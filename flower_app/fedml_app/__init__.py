@@ -1,0 +1,1 @@
+"""FedML Flower App (ServerApp + ClientApp). Must not import Django."""
