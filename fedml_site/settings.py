@@ -211,6 +211,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = _path("FEDML_STATIC_ROOT", DATA_DIR / "static")
+# WhiteNoise warns about a missing STATIC_ROOT on every request (and warnings are errors in tests).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestration import selectors, services
 from orchestration.models import FederatedRun, NodeRole, NodeSession, SessionStatus
-from orchestration.serializers import ExtraArgs, StrictBoolean, StrictSerializer
+from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer
 
 
 def _iso(value: Any) -> str | None:
@@ -102,8 +101,8 @@ class CoordinatorHealthApi(APIView):
 class SuperlinkStartApi(APIView):
     class InputSerializer(StrictSerializer):
         insecure = StrictBoolean(required=False, default=True)
-        certificates_path = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=500)
-        listen_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+        certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
+        listen_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         extra_args = ExtraArgs()
 
     def post(self, request: Request) -> Response:
@@ -141,10 +140,10 @@ class SuperlinkStopApi(APIView):
 
 class RunStartApi(APIView):
     class InputSerializer(StrictSerializer):
-        federation_name = serializers.CharField(required=False, default="production", max_length=64)
+        federation_name = StrictChar(required=False, default="production", max_length=64)
         stream = StrictBoolean(required=False, default=True)
         extra_args = ExtraArgs()
-        label = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+        label = StrictChar(required=False, default="", allow_blank=True, max_length=200)
 
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

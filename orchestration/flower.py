@@ -352,14 +352,18 @@ class FlowerRunStatus:
 
 def parse_ls_json(stdout: str, *, flower_run_id: str) -> FlowerRunStatus | None:
     """Parse `flwr ls --run-id ID --format json`; None when Flower said nothing usable."""
-    start = stdout.find("{")
-    if start < 0:
-        return None
-    try:
-        data = json.loads(stdout[start:])
-    except ValueError:
-        return None
-    if not data.get("success", False):
+    # stderr is captured with stdout: skip log lines (which may hold braces) around the JSON.
+    decoder = json.JSONDecoder()
+    data = None
+    for match in re.finditer(r"^[ \t]*\{", stdout, re.MULTILINE):
+        try:
+            candidate, _ = decoder.raw_decode(stdout, match.end() - 1)
+        except ValueError:
+            continue
+        if isinstance(candidate, dict) and "success" in candidate:
+            data = candidate
+            break
+    if data is None or not data.get("success", False):
         return None
     for run in data.get("runs", []):
         if str(run.get("run-id")) != flower_run_id:

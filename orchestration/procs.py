@@ -125,15 +125,54 @@ def terminate_orphan_group(identity: dict[str, Any], *, timeout: float) -> bool:
     if not identity_alive(identity):
         signal_group(pid, signal.SIGKILL)  # leftovers of the group, if any
         return False
+    # Flower's SuperExec runs in a session of its own: collect the whole tree first, while
+    # the parent links still say who belongs to whom.
+    tree = descendants(pid)
     signal_group(pid, signal.SIGTERM)
+    for other in tree:
+        _signal_pid_and_group(other, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and identity_alive(identity):
         time.sleep(0.1)
     signal_group(pid, signal.SIGKILL)
+    for other in tree:
+        _signal_pid_and_group(other, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and identity_alive(identity):
         time.sleep(0.05)
     return True
+
+
+def _signal_pid_and_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, sig)
+    # Only a group this pid leads: never a group we merely share.
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+    except OSError:
+        pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` in the parent tree (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 class PipeReader(threading.Thread):

@@ -8,6 +8,11 @@ from rest_framework import serializers
 
 
 class StrictSerializer(serializers.Serializer):
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        if data is None:
+            raise serializers.ValidationError({"body": "expected a JSON object"})
+        return super().run_validation(data)
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError({"body": "expected a JSON object"})
@@ -26,6 +31,15 @@ class StrictBoolean(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
+
+
+class StrictChar(serializers.CharField):
+    """A JSON string only: 7 where a name belongs is a mistake worth a 400."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class StrictInteger(serializers.IntegerField):

@@ -221,13 +221,6 @@ def run_request_start(
         args = flower.validate_extra_args(extra_args, allowed=flower.RUN_EXTRA_FLAGS)
     except flower.FlowerArgError as exc:
         raise _invalid(exc) from None
-    supervisor_require_alive()
-    superlink = selectors.session_live_superlink(project=project)
-    if superlink is None or superlink.status != SessionStatus.RUNNING:
-        raise Conflict("no SuperLink is running: start it first (POST /api/coordinator/superlink/start)")
-    active = selectors.run_live(project=project)
-    if active is not None:
-        raise Conflict(f"run {active.id} is already {active.status}", extra={"run_id": str(active.id)})
     app_config = flower.read_app_config(settings.FLOWER_APP_DIR)
     overrides: dict[str, Any] = {}
     for index, token in enumerate(args):
@@ -235,7 +228,17 @@ def run_request_start(
             for pair in args[index + 1].split():
                 key, _, value = pair.partition("=")
                 overrides[key] = value.strip('"')
-    num_rounds = int(overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0)) or 0)
+    rounds = overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0))
+    if not re.fullmatch(r"\d{1,9}", str(rounds)):
+        raise InvalidInput(f"num-server-rounds must be a non-negative integer, got {rounds!r}", field="extra_args")
+    num_rounds = int(rounds)
+    supervisor_require_alive()
+    superlink = selectors.session_live_superlink(project=project)
+    if superlink is None or superlink.status != SessionStatus.RUNNING:
+        raise Conflict("no SuperLink is running: start it first (POST /api/coordinator/superlink/start)")
+    active = selectors.run_live(project=project)
+    if active is not None:
+        raise Conflict(f"run {active.id} is already {active.status}", extra={"run_id": str(active.id)})
     config = {
         "federation_name": federation_name,
         "stream": bool(stream),

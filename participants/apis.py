@@ -12,7 +12,7 @@ from orchestration import selectors as orchestration_selectors
 from orchestration import services as orchestration_services
 from orchestration.apis import _iso, session_payload
 from orchestration.models import SessionStatus
-from orchestration.serializers import ExtraArgs, StrictBoolean, StrictInteger, StrictSerializer
+from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictInteger, StrictSerializer
 from participants import selectors, services
 
 
@@ -39,14 +39,12 @@ class ParticipantHealthApi(APIView):
 
 class SupernodeStartApi(APIView):
     class InputSerializer(StrictSerializer):
-        superlink_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+        superlink_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         partition_id = StrictInteger(required=False, default=0, min_value=0, max_value=100000)
         num_partitions = StrictInteger(required=False, default=1, min_value=1, max_value=100000)
-        clientappio_api_address = serializers.CharField(
-            required=False, allow_null=True, allow_blank=True, max_length=300
-        )
+        clientappio_api_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         insecure = StrictBoolean(required=False, default=True)
-        certificates_path = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+        certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
         extra_args = ExtraArgs()
 
     def post(self, request: Request) -> Response:

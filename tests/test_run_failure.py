@@ -11,8 +11,13 @@ pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 
 def test_run_failing_in_the_serverapp_is_marked_failed_with_flowers_cause_and_last_lines(stack: Stack) -> None:
-    assert stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})[0] == 201
-    status, body = stack.post("/api/coordinator/runs/start", {"extra_args": ["--run-config", 'strategy="no-such-strategy"']})
+    assert (
+        stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})[0]
+        == 201
+    )
+    status, body = stack.post(
+        "/api/coordinator/runs/start", {"extra_args": ["--run-config", 'strategy="no-such-strategy"']}
+    )
     assert status == 201, body
     run_id = body["run_id"]
     wait_until(lambda: FederatedRun.objects.get(pk=run_id).ended_at is not None, timeout=120, message="run end")

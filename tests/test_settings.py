@@ -15,7 +15,11 @@ def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND']); print(settings.DATABASES['default']['ENGINE'])"],
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND']); print(settings.DATABASES['default']['ENGINE'])",
+        ],
         env={**full_env, "DJANGO_SETTINGS_MODULE": "fedml_site.settings"},
         cwd=ROOT,
         capture_output=True,
@@ -53,13 +57,19 @@ def test_defaults_are_the_embedded_sqlite_and_in_memory_layer() -> None:
 
 
 def test_redis_and_postgres_urls_select_channels_redis_and_postgresql() -> None:
-    result = _load_settings(DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres", REDIS_URL="redis://127.0.0.1:6379/0")
+    result = _load_settings(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres", REDIS_URL="redis://127.0.0.1:6379/0"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["channels_redis.core.RedisChannelLayer", "django.db.backends.postgresql"]
 
 
 def test_admin_cors_lists_the_allowed_origins() -> None:
     code = "import django; django.setup(); from django.conf import settings; print(','.join(settings.CORS_ALLOWED_ORIGINS))"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "fedml_site.settings", "ADMIN_CORS": "https://a.example.org, http://localhost:3000/"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fedml_site.settings",
+        "ADMIN_CORS": "https://a.example.org, http://localhost:3000/",
+    }
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "https://a.example.org,http://localhost:3000"

@@ -1,0 +1,212 @@
+"""POST /api/coordinator/runs/start and /runs/stop: input checks, supervisor checks, conflicts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from orchestration import services
+from orchestration.models import FederatedRun
+from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+START = "/api/coordinator/runs/start"
+STOP = "/api/coordinator/runs/stop"
+
+
+@pytest.fixture
+def app_dir(settings, tmp_path: Path) -> Path:
+    """The run reads the app's config: a private copy, so concurrent edits don't matter."""
+    target = tmp_path / "flower_app"
+    target.mkdir()
+    shutil.copy2(ROOT / "flower_app" / "pyproject.toml", target / "pyproject.toml")
+    settings.FLOWER_APP_DIR = target
+    return target
+
+
+@pytest.fixture
+def client(settings, tmp_path: Path, app_dir: Path) -> APIClient:
+    # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STATIC_ROOT.mkdir()
+    return APIClient()
+
+
+@pytest.fixture
+def alive(settings) -> None:
+    """A supervisor looks alive; none runs, so nothing would ever be spawned."""
+    settings.START_WAIT_SECONDS = 0.5
+    SupervisorHeartbeatFactory()
+
+
+@pytest.fixture
+def superlink():
+    coordinator = services.coordinator_node_ensure()
+    return NodeSessionFactory(
+        node=coordinator,
+        kind="superlink",
+        status="running",
+        runtime_config={"host": "127.0.0.1", "port": 9191, "address": "127.0.0.1:9191", "insecure": True},
+    )
+
+
+def _post(client: APIClient, body: object) -> tuple[int, dict]:
+    response = client.post(START, body, format="json")
+    return response.status_code, response.json()
+
+
+# ---------------------------------------------------------------- bad input: 400, nothing written
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"rounds": 3}, "rounds"),
+        ({"stream": "yes"}, "stream"),
+        ({"stream": 0}, "stream"),
+        ({"federation_name": "prod uction"}, "federation_name"),
+        ({"federation_name": "../etc"}, "federation_name"),
+        ({"federation_name": ""}, "federation_name"),
+        ({"extra_args": ["--federation-config", "address='evil:1'"]}, "extra_args"),
+        ({"extra_args": ["--stream"]}, "extra_args"),
+        ({"extra_args": ["--run-config", 'current-run-id="x"']}, "extra_args"),
+        ({"extra_args": ['--run-config=artifact-dir="/etc"']}, "extra_args"),
+        ({"extra_args": ["--run-config", "num-server-rounds=$(id)"]}, "extra_args"),
+        ({"extra_args": ["--run-config"]}, "extra_args"),
+        ({"label": "x" * 201}, "label"),
+    ],
+)
+def test_run_start_refuses_bad_input_naming_the_field_and_writes_nothing(client, alive, superlink, body, field):
+    status, payload = _post(client, body)
+
+    assert status == 400
+    assert payload["field"] == field
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rounds", ['"abc"', "2.5", "true", "1e3"])
+def test_run_start_refuses_a_non_integer_num_server_rounds_override(client, alive, superlink, rounds):
+    # The allowlist accepts any TOML scalar, but the service turns this key into an int.
+    status, payload = _post(client, {"extra_args": ["--run-config", f"num-server-rounds={rounds}"]})
+
+    assert status == 400
+    assert payload["field"] == "extra_args"
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [[], ["production"], "production", 1])
+def test_run_start_refuses_a_body_that_is_not_an_object(client, alive, superlink, body):
+    status, payload = _post(client, body)
+
+    assert status == 400
+    assert payload["field"] == "body"
+    assert FederatedRun.objects.count() == 0
+
+
+# ---------------------------------------------------------------- supervisor: 503, nothing written
+@pytest.mark.django_db
+def test_run_start_without_a_supervisor_answers_503_with_the_command_to_run(client, superlink):
+    status, payload = _post(client, {})
+
+    assert status == 503
+    assert "python manage.py runsupervisor" in payload["detail"]
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_run_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(
+    client, alive, superlink
+):
+    body = {
+        "federation_name": "production",
+        "stream": True,
+        "label": "nightly",
+        "extra_args": ["--run-config", "num-server-rounds=3"],
+    }
+
+    status, payload = _post(client, body)
+
+    assert status == 503
+    assert "0.5s" in payload["detail"]
+    assert "python manage.py runsupervisor" in payload["detail"]
+    assert FederatedRun.objects.count() == 0
+
+
+# ---------------------------------------------------------------- the recorded intent (service)
+@pytest.mark.django_db
+def test_run_request_start_records_app_config_with_run_config_overrides(app_dir, alive, superlink):
+    project = services.project_ensure_default()
+
+    run = services.run_request_start(
+        project=project, extra_args=["--run-config", 'num-server-rounds=3 strategy="fedprox"'], label="nightly"
+    )
+
+    assert run.status == "requested"
+    assert run.coordinator_session_id == superlink.id
+    assert run.config["num_rounds"] == 3
+    assert run.config["app_config"]["strategy"] == "fedprox"
+    assert run.config["app_config"]["local-epochs"] == 2
+    assert run.config["extra_args"] == ["--run-config", 'num-server-rounds=3 strategy="fedprox"']
+
+
+# ---------------------------------------------------------------- conflicts: 409
+@pytest.mark.django_db
+def test_run_start_with_no_superlink_answers_409(client, alive):
+    status, payload = _post(client, {})
+
+    assert status == 409
+    assert "no SuperLink is running" in payload["detail"]
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("superlink_status", ["requested", "starting", "stopping", "exited", "failed"])
+def test_run_start_with_a_superlink_that_is_not_running_answers_409(client, alive, superlink_status):
+    NodeSessionFactory(node=services.coordinator_node_ensure(), kind="superlink", status=superlink_status)
+
+    status, _ = _post(client, {})
+
+    assert status == 409
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("run_status", ["requested", "starting", "running", "stopping"])
+def test_run_start_while_a_run_is_live_answers_409_naming_it(client, alive, superlink, run_status):
+    live = FederatedRunFactory(
+        project=services.project_ensure_default(), status=run_status, coordinator_session=superlink
+    )
+
+    status, payload = _post(client, {})
+
+    assert status == 409
+    assert payload["run_id"] == str(live.id)
+    assert list(FederatedRun.objects.values_list("id", flat=True)) == [live.id]
+
+
+@pytest.mark.django_db
+def test_run_stop_with_nothing_running_answers_409(client):
+    FederatedRunFactory(project=services.project_ensure_default(), status="completed")
+
+    response = client.post(STOP, {}, format="json")
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == "no run is active"
+
+
+@pytest.mark.django_db
+def test_run_stop_of_an_unclaimed_run_withdraws_it(client):
+    run = FederatedRunFactory(project=services.project_ensure_default(), status="requested")
+
+    response = client.post(STOP, {}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "stopped"
+    run.refresh_from_db()
+    assert run.status == "stopped"
+    assert run.stop_requested_at is None
+    assert run.ended_at is not None

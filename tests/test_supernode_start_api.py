@@ -1,0 +1,207 @@
+"""POST /api/participant/supernode/start and the SuperNode stop endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from orchestration import services
+from orchestration.models import NodeSession
+from tests.factories import NodeSessionFactory, SupervisorHeartbeatFactory
+
+START = "/api/participant/supernode/start"
+STOP = "/api/participant/supernode/stop"
+
+
+@pytest.fixture
+def client(settings, tmp_path: Path) -> APIClient:
+    # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STATIC_ROOT.mkdir()
+    return APIClient()
+
+
+@pytest.fixture
+def certs_dir(settings, tmp_path: Path) -> Path:
+    root = tmp_path / "certificates"
+    (root / "ca").mkdir(parents=True)
+    (root / "ca" / "ca.crt").write_text("-- ca --\n")
+    settings.CERTIFICATES_DIR = root
+    return root
+
+
+@pytest.fixture
+def alive(settings) -> None:
+    """A supervisor looks alive; none runs, so nothing would ever be spawned."""
+    settings.START_WAIT_SECONDS = 0.5
+    SupervisorHeartbeatFactory()
+
+
+def _post(client: APIClient, body: object) -> tuple[int, dict]:
+    response = client.post(START, body, format="json")
+    return response.status_code, response.json()
+
+
+# ---------------------------------------------------------------- bad input: 400, nothing written
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"partition": 1}, "partition"),
+        ({"partition_id": "1"}, "partition_id"),
+        ({"partition_id": 1.0}, "partition_id"),
+        ({"partition_id": True}, "partition_id"),
+        ({"partition_id": -1}, "partition_id"),
+        ({"num_partitions": "2"}, "num_partitions"),
+        ({"num_partitions": 0}, "num_partitions"),
+        ({"partition_id": 2, "num_partitions": 2}, "partition_id"),
+        ({"partition_id": 5}, "partition_id"),
+        ({"insecure": "yes"}, "insecure"),
+        ({"superlink_address": "127.0.0.1"}, "superlink_address"),
+        ({"superlink_address": "grpc://127.0.0.1:9092"}, "superlink_address"),
+        ({"superlink_address": "127.0.0.1:0"}, "superlink_address"),
+        ({"clientappio_api_address": "9094"}, "clientappio_api_address"),
+        ({"clientappio_api_address": "127.0.0.1:9094 --insecure"}, "clientappio_api_address"),
+        ({"extra_args": ["--database", "/etc/passwd"]}, "extra_args"),
+        ({"extra_args": ["--clientappio-api-address", "0.0.0.0:9094"]}, "extra_args"),
+        ({"extra_args": ["--enable-supernode-auth"]}, "extra_args"),
+        ({"extra_args": ["--max-retries", "3; reboot"]}, "extra_args"),
+        ({"extra_args": ["--max-wait-time=$(id)"]}, "extra_args"),
+        ({"insecure": True, "certificates_path": "ca"}, "certificates_path"),
+        ({"insecure": False}, "certificates_path"),
+    ],
+)
+def test_supernode_start_refuses_bad_input_naming_the_field_and_writes_nothing(client, alive, certs_dir, body, field):
+    status, payload = _post(client, body)
+
+    assert status == 400
+    assert payload["field"] == field
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["../outside/ca.crt", "/etc/ssl", "ca/../../outside", "link-out"])
+def test_supernode_start_refuses_certificates_path_outside_the_certificates_dir(client, alive, certs_dir, path):
+    outside = certs_dir.parent / "outside"
+    outside.mkdir()
+    (outside / "ca.crt").write_text("x\n")
+    (certs_dir / "link-out").symlink_to(outside / "ca.crt")
+
+    status, payload = _post(client, {"insecure": False, "certificates_path": path})
+
+    assert status == 400
+    assert payload["field"] == "certificates_path"
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [[], [{"partition_id": 0}], "partition_id=0", 7])
+def test_supernode_start_refuses_a_body_that_is_not_an_object(client, alive, body):
+    status, payload = _post(client, body)
+
+    assert status == 400
+    assert payload["field"] == "body"
+    assert NodeSession.objects.count() == 0
+
+
+# ---------------------------------------------------------------- supervisor: 503, nothing written
+@pytest.mark.django_db
+def test_supernode_start_without_a_supervisor_answers_503_with_the_command_to_run(client):
+    status, payload = _post(client, {"partition_id": 0, "num_partitions": 2})
+
+    assert status == 503
+    assert "python manage.py runsupervisor" in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_supernode_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(client, alive):
+    body = {
+        "superlink_address": "127.0.0.1:9092",
+        "partition_id": 1,
+        "num_partitions": 2,
+        "clientappio_api_address": "127.0.0.1:9494",
+        "extra_args": ["--max-retries", "3", "--isolation=subprocess"],
+    }
+
+    status, payload = _post(client, body)
+
+    assert status == 503
+    assert "python manage.py runsupervisor" in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_supernode_start_with_a_root_certificate_waits_then_answers_503_and_leaves_no_row(client, alive, certs_dir):
+    status, _ = _post(client, {"insecure": False, "certificates_path": "ca"})
+
+    assert status == 503
+    assert NodeSession.objects.count() == 0
+
+
+# ---------------------------------------------------------------- the recorded intent (service)
+@pytest.mark.django_db
+def test_supernode_request_start_records_host_port_and_node_config_for_the_supervisor(alive):
+    from participants.services import supernode_request_start
+
+    node = services.participant_node_ensure()
+
+    session = supernode_request_start(
+        node=node, partition_id=1, num_partitions=3, clientappio_api_address="127.0.0.1:9494"
+    )
+
+    assert session.status == "requested"
+    assert session.runtime_config["host"] == "127.0.0.1"
+    assert session.runtime_config["port"] == 9494
+    assert session.runtime_config["node_config"] == {"partition-id": 1, "num-partitions": 3}
+
+
+@pytest.mark.django_db
+def test_supernode_request_start_picks_a_free_port_skipping_used_ones(alive, settings):
+    from participants.services import supernode_request_start
+
+    settings.SUPERNODE_BASE_PORT = 9600
+    node = services.participant_node_ensure()
+    NodeSessionFactory(
+        node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9600}
+    )
+
+    session = supernode_request_start(node=node)
+
+    assert session.runtime_config["port"] == 9601
+
+
+# ---------------------------------------------------------------- conflicts: 409
+@pytest.mark.django_db
+def test_supernode_start_on_a_clientappio_port_already_in_use_answers_409(client, alive):
+    node = services.participant_node_ensure()
+    NodeSessionFactory(
+        node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9494}
+    )
+
+    status, payload = _post(client, {"clientappio_api_address": "127.0.0.1:9494"})
+
+    assert status == 409
+    assert payload["field"] == "clientappio_api_address"
+    assert NodeSession.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_supernode_stop_with_nothing_running_answers_409(client):
+    response = client.post(STOP, {}, format="json")
+
+    assert response.status_code == 409
+    assert "no SuperNode" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_supernode_stop_with_an_unknown_session_id_answers_409_naming_the_field(client):
+    node = services.participant_node_ensure()
+    NodeSessionFactory(node=node, kind="supernode", status="running")
+
+    response = client.post(STOP, {"session_id": "00000000-0000-0000-0000-000000000000"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json()["field"] == "session_id"
