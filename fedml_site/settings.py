@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "channels",
     "orchestration",
     "participants",
+    "accounts",
 ]
 
 MIDDLEWARE = [

@@ -16,6 +16,8 @@ class Project(models.Model):
     config = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Last ProjectEvent.seq handed out; the row lock on this update orders concurrent writers.
+    event_seq = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "projects"
@@ -265,3 +267,22 @@ class SupervisorHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"supervisor {self.hostname}:{self.pid}"
+
+
+class ProjectEvent(models.Model):
+    """Append-only status changes and finished rounds of a project; seq is gap-free per project."""
+
+    id = models.BigAutoField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events", db_index=False)
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "project_events"
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["project", "seq"], name="project_events_project_seq_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.type}"

@@ -12,9 +12,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from orchestration import flower, selectors
+from orchestration import doorbell, flower, selectors
 from orchestration.errors import Conflict, InvalidInput, NotFound, SupervisorUnavailable
 from orchestration.models import (
     RUN_LIVE_STATUSES,
@@ -25,6 +26,7 @@ from orchestration.models import (
     NodeRole,
     NodeSession,
     Project,
+    ProjectEvent,
     RoundMetric,
     RunStatus,
     SessionKind,
@@ -82,6 +84,67 @@ def participant_node_ensure() -> Node:
     )
 
 
+# ----------------------------------------------------------------- project events
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def session_event_payload(session: NodeSession) -> dict[str, Any]:
+    return {
+        "session_id": str(session.pk),
+        "node_id": str(session.node_id),
+        "kind": session.kind,
+        "status": session.status,
+        "pid": session.pid,
+        "exit_code": session.exit_code,
+        "signal": session.signal,
+        "started_at": _iso(session.started_at),
+        "ended_at": _iso(session.ended_at),
+        "status_detail": (session.status_detail or "").splitlines()[0][:500] if session.status_detail else "",
+    }
+
+
+def run_event_payload(run: FederatedRun) -> dict[str, Any]:
+    return {
+        "run_id": str(run.pk),
+        "flower_run_id": run.flower_run_id or None,
+        "status": run.status,
+        "pid": run.pid,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "status_detail": (run.status_detail or "").splitlines()[0][:500] if run.status_detail else "",
+    }
+
+
+def event_emit(*, project_id: Any, type: str, payload: dict[str, Any]) -> ProjectEvent:
+    """Append a project event with the next gap-free seq; call inside the writing transaction.
+
+    The UPDATE takes the project row's lock until commit, so concurrent writers commit in seq order.
+    """
+    with transaction.atomic():
+        Project.objects.filter(pk=project_id).update(event_seq=F("event_seq") + 1)
+        seq = Project.objects.filter(pk=project_id).values_list("event_seq", flat=True).get()
+        event = ProjectEvent.objects.create(project_id=project_id, seq=seq, type=type, payload=payload)
+    transaction.on_commit(lambda: doorbell.ring(doorbell.events_group(project_id)))
+    return event
+
+
+def _emit_row(model: type[NodeSession] | type[FederatedRun], pk: Any) -> None:
+    if model is NodeSession:
+        session = NodeSession.objects.select_related("node").get(pk=pk)
+        event_emit(project_id=session.node.project_id, type="session.status", payload=session_event_payload(session))
+    else:
+        run = FederatedRun.objects.get(pk=pk)
+        event_emit(project_id=run.project_id, type="run.status", payload=run_event_payload(run))
+
+
+def _emit_if(model: type[NodeSession] | type[FederatedRun], pk: Any, changed: int) -> bool:
+    """After a conditional update in the same transaction: record the change as an event."""
+    if changed:
+        _emit_row(model, pk)
+    return bool(changed)
+
+
 # ----------------------------------------------------------------- requests (web side)
 def supervisor_require_alive() -> None:
     if not selectors.supervisors_alive().exists():
@@ -109,7 +172,7 @@ def session_wait_spawned(*, session_id: Any, timeout: float | None = None) -> No
         timeout=timeout,
     )
     if session.status == SessionStatus.REQUESTED:
-        if NodeSession.objects.filter(pk=session_id, status=SessionStatus.REQUESTED).delete()[0]:
+        if session_withdraw(session=session):
             raise SupervisorUnavailable(
                 f"No supervisor picked up the request within {timeout:g}s. {SUPERVISOR_HINT}",
                 extra={"hint": "python manage.py runsupervisor"},
@@ -172,9 +235,36 @@ def superlink_request_start(
     }
     try:
         with transaction.atomic():
-            return NodeSession.objects.create(node=node, kind=SessionKind.SUPERLINK, runtime_config=runtime_config)
+            session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERLINK, runtime_config=runtime_config)
+            _emit_row(NodeSession, session.pk)
+            return session
     except IntegrityError:
         raise Conflict("a SuperLink is already running for this coordinator") from None
+
+
+@transaction.atomic
+def _withdraw_on_stop(model: type[NodeSession] | type[FederatedRun], pk: Any, requested: str, stopped: str) -> bool:
+    changed = model.objects.filter(pk=pk, status=requested).update(
+        status=stopped, ended_at=timezone.now(), status_detail="withdrawn before a supervisor started it"
+    )
+    return _emit_if(model, pk, changed)
+
+
+@transaction.atomic
+def session_withdraw(*, session: NodeSession) -> bool:
+    """Delete a request no supervisor claimed (the caller answers 503); tell subscribers it is gone."""
+    if not NodeSession.objects.filter(pk=session.pk, status=SessionStatus.REQUESTED).delete()[0]:
+        return False
+    event_emit(project_id=session.node.project_id, type="session.deleted", payload={"session_id": str(session.pk)})
+    return True
+
+
+@transaction.atomic
+def run_withdraw(*, run: FederatedRun) -> bool:
+    if not FederatedRun.objects.filter(pk=run.pk, status=RunStatus.REQUESTED).delete()[0]:
+        return False
+    event_emit(project_id=run.project_id, type="run.deleted", payload={"run_id": str(run.pk)})
+    return True
 
 
 def session_request_stop(*, session: NodeSession) -> NodeSession:
@@ -182,9 +272,7 @@ def session_request_stop(*, session: NodeSession) -> NodeSession:
     if not session.is_live:
         raise Conflict(f"session {session.id} is not running (status {session.status})")
     # Never claimed: withdraw it here, no process exists.
-    if NodeSession.objects.filter(pk=session.pk, status=SessionStatus.REQUESTED).update(
-        status=SessionStatus.STOPPED, ended_at=timezone.now(), status_detail="withdrawn before a supervisor started it"
-    ):
+    if _withdraw_on_stop(NodeSession, session.pk, SessionStatus.REQUESTED, SessionStatus.STOPPED):
         return NodeSession.objects.get(pk=session.pk)
     NodeSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
     return NodeSession.objects.get(pk=session.pk)
@@ -248,13 +336,15 @@ def run_request_start(
     }
     try:
         with transaction.atomic():
-            return FederatedRun.objects.create(
+            run = FederatedRun.objects.create(
                 project=project,
                 coordinator_session=superlink,
                 federation_name=federation_name,
                 label=label or f"run {timezone.now():%Y-%m-%d %H:%M:%S}",
                 config=config,
             )
+            _emit_row(FederatedRun, run.pk)
+            return run
     except IntegrityError:
         raise Conflict("a run is already active for this project") from None
 
@@ -267,7 +357,7 @@ def run_wait_spawned(*, run_id: Any, timeout: float | None = None) -> FederatedR
         timeout=timeout,
     )
     if run.status == RunStatus.REQUESTED:
-        if FederatedRun.objects.filter(pk=run_id, status=RunStatus.REQUESTED).delete()[0]:
+        if run_withdraw(run=run):
             raise SupervisorUnavailable(f"No supervisor picked up the run within {timeout:g}s. {SUPERVISOR_HINT}")
         run = FederatedRun.objects.get(pk=run_id)
     return run
@@ -293,9 +383,7 @@ def run_request_stop(*, project: Project) -> FederatedRun:
     run = selectors.run_live(project=project)
     if run is None:
         raise Conflict("no run is active")
-    if FederatedRun.objects.filter(pk=run.pk, status=RunStatus.REQUESTED).update(
-        status=RunStatus.STOPPED, ended_at=timezone.now(), status_detail="withdrawn before a supervisor started it"
-    ):
+    if _withdraw_on_stop(FederatedRun, run.pk, RunStatus.REQUESTED, RunStatus.STOPPED):
         return FederatedRun.objects.get(pk=run.pk)
     FederatedRun.objects.filter(pk=run.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
     return FederatedRun.objects.get(pk=run.pk)
@@ -322,31 +410,43 @@ def supervisor_mark_stopped(*, supervisor_id: Any) -> None:
     SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(stopped_at=timezone.now())
 
 
+@transaction.atomic
 def session_claim(*, session_id: Any, supervisor_id: Any) -> bool:
     """Conditional update: exactly one supervisor wins a requested session."""
-    return bool(
+    return _emit_if(
+        NodeSession,
+        session_id,
         NodeSession.objects.filter(pk=session_id, status=SessionStatus.REQUESTED).update(
             status=SessionStatus.STARTING, supervisor_id=supervisor_id
-        )
+        ),
     )
 
 
+@transaction.atomic
 def session_mark_running(*, session_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
     session = NodeSession.objects.get(pk=session_id)
     config = {**session.runtime_config, "process": identity}
-    NodeSession.objects.filter(pk=session_id, status=SessionStatus.STARTING).update(
-        status=SessionStatus.RUNNING, pid=pid, started_at=timezone.now(), log_path=log_path, runtime_config=config
+    _emit_if(
+        NodeSession,
+        session_id,
+        NodeSession.objects.filter(pk=session_id, status=SessionStatus.STARTING).update(
+            status=SessionStatus.RUNNING, pid=pid, started_at=timezone.now(), log_path=log_path, runtime_config=config
+        ),
     )
 
 
+@transaction.atomic
 def session_mark_stopping(*, session_id: Any) -> bool:
-    return bool(
+    return _emit_if(
+        NodeSession,
+        session_id,
         NodeSession.objects.filter(pk=session_id, status__in=(SessionStatus.STARTING, SessionStatus.RUNNING)).update(
             status=SessionStatus.STOPPING
-        )
+        ),
     )
 
 
+@transaction.atomic
 def session_mark_ended(
     *, session_id: Any, exit_code: int | None, signal: int | None, stop_requested: bool, detail: str = ""
 ) -> None:
@@ -356,62 +456,90 @@ def session_mark_ended(
         status = SessionStatus.EXITED
     else:
         status = SessionStatus.FAILED
-    NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
-        status=status, exit_code=exit_code, signal=signal, ended_at=timezone.now(), status_detail=detail
+    _emit_if(
+        NodeSession,
+        session_id,
+        NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
+            status=status, exit_code=exit_code, signal=signal, ended_at=timezone.now(), status_detail=detail
+        ),
     )
 
 
+@transaction.atomic
 def session_mark_failed_to_start(*, session_id: Any, detail: str) -> None:
-    NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
-        status=SessionStatus.FAILED, ended_at=timezone.now(), status_detail=detail
+    _emit_if(
+        NodeSession,
+        session_id,
+        NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
+            status=SessionStatus.FAILED, ended_at=timezone.now(), status_detail=detail
+        ),
     )
 
 
+@transaction.atomic
 def session_mark_lost(*, session_id: Any, detail: str, signal: int | None = None) -> None:
-    NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
-        status=SessionStatus.LOST, ended_at=timezone.now(), status_detail=detail, signal=signal
+    _emit_if(
+        NodeSession,
+        session_id,
+        NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
+            status=SessionStatus.LOST, ended_at=timezone.now(), status_detail=detail, signal=signal
+        ),
     )
 
 
+@transaction.atomic
 def run_claim(*, run_id: Any, supervisor_id: Any) -> bool:
-    return bool(
+    return _emit_if(
+        FederatedRun,
+        run_id,
         FederatedRun.objects.filter(pk=run_id, status=RunStatus.REQUESTED).update(
             status=RunStatus.STARTING, supervisor_id=supervisor_id
-        )
+        ),
     )
 
 
+@transaction.atomic
 def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
     run = FederatedRun.objects.get(pk=run_id)
     config = {**run.config, "process": identity}
-    FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(
-        pid=pid, started_at=timezone.now(), log_path=log_path, config=config
+    _emit_if(
+        FederatedRun,
+        run_id,
+        FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(
+            pid=pid, started_at=timezone.now(), log_path=log_path, config=config
+        ),
     )
 
 
+@transaction.atomic
 def run_set_flower_run_id(*, run_id: Any, flower_run_id: str) -> None:
     FederatedRun.objects.filter(pk=run_id, flower_run_id="").update(flower_run_id=flower_run_id)
-    FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(status=RunStatus.RUNNING)
+    changed = FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(status=RunStatus.RUNNING)
+    _emit_if(FederatedRun, run_id, changed)
 
 
+@transaction.atomic
 def run_mark_stopping(*, run_id: Any) -> bool:
-    return bool(
-        FederatedRun.objects.filter(pk=run_id, status__in=(RunStatus.STARTING, RunStatus.RUNNING)).update(
-            status=RunStatus.STOPPING
-        )
+    changed = FederatedRun.objects.filter(pk=run_id, status__in=(RunStatus.STARTING, RunStatus.RUNNING)).update(
+        status=RunStatus.STOPPING
     )
+    return _emit_if(FederatedRun, run_id, changed)
 
 
+@transaction.atomic
 def run_record_process_exit(*, run_id: Any, exit_code: int | None, signal: int | None) -> None:
     FederatedRun.objects.filter(pk=run_id).update(exit_code=exit_code, signal=signal)
 
 
+@transaction.atomic
 def run_mark_ended(*, run_id: Any, status: str, detail: str) -> bool:
     assert status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.STOPPED)
-    return bool(
+    return _emit_if(
+        FederatedRun,
+        run_id,
         FederatedRun.objects.filter(pk=run_id, status__in=RUN_LIVE_STATUSES).update(
             status=status, ended_at=timezone.now(), status_detail=detail[:20000]
-        )
+        ),
     )
 
 
@@ -434,6 +562,18 @@ def round_metric_record(
         if num_rounds:
             metrics["num_rounds"] = num_rounds
         FederatedRun.objects.filter(pk=run_id).update(metrics=metrics)
+        event_emit(
+            project_id=run.project_id,
+            type="run.round",
+            payload={
+                "run_id": str(run_id),
+                "round": round,
+                "phase": phase,
+                "num_rounds": metrics.get("num_rounds"),
+                "aggregated": aggregated,
+                "per_node": per_node,
+            },
+        )
 
 
 def run_record_artifact(*, run_id: Any, path: str) -> None:
@@ -472,8 +612,11 @@ def log_lines_append(
         # A bounded tail, rewritten once per batch (never per line).
         if session_id is not None:
             NodeSession.objects.filter(pk=session_id).update(log_stream=tail)
+            group = doorbell.log_group("session", session_id)
         else:
             FederatedRun.objects.filter(pk=run_id).update(log_stream=tail)
+            group = doorbell.log_group("run", run_id)
+        transaction.on_commit(lambda: doorbell.ring(group))
 
 
 def data_dirs_ensure() -> None:

@@ -10,7 +10,7 @@ from django.db import transaction
 from orchestration import flower, selectors
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
-from orchestration.services import _invalid, session_request_stop, supervisor_require_alive
+from orchestration.services import _emit_row, _invalid, session_request_stop, supervisor_require_alive
 
 
 @transaction.atomic
@@ -70,7 +70,9 @@ def supernode_request_start(
         "root_certificates": str(root_cert) if root_cert else None,
         "extra_args": args,
     }
-    return NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
+    session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
+    _emit_row(NodeSession, session.pk)
+    return session
 
 
 def supernode_request_stop(*, node: Node, session_id: Any | None = None) -> list[NodeSession]:

@@ -199,6 +199,7 @@ def test_schema_sql_builds_exactly_fedmls_tables(schema_sql_db: str, migrated_db
         "log_lines",
         "node_sessions",
         "nodes",
+        "project_events",
         "projects",
         "round_metrics",
         "supervisor_heartbeats",

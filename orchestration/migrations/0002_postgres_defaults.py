@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from django.db import migrations
 
+from orchestration.migrations._pg import apply
+
 DEFAULTS = {
     "projects": {
         "id": "gen_random_uuid()",
@@ -65,31 +67,9 @@ FOREIGN_KEYS = [
     ("round_metrics", "run_id", "federated_runs", "CASCADE"),
 ]
 
-FK_NAME_SQL = """
-SELECT con.conname FROM pg_constraint con
-JOIN pg_class rel ON rel.oid = con.conrelid
-JOIN pg_attribute att ON att.attrelid = rel.oid AND att.attnum = con.conkey[1]
-WHERE con.contype = 'f' AND rel.relname = %s AND att.attname = %s
-"""
-
 
 def _apply(apps, schema_editor, *, reverse: bool) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for table, columns in DEFAULTS.items():
-        for column, default in columns.items():
-            action = "DROP DEFAULT" if reverse else f"SET DEFAULT {default}"
-            schema_editor.execute(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" {action}')
-    with schema_editor.connection.cursor() as cursor:
-        for table, column, target, action in FOREIGN_KEYS:
-            cursor.execute(FK_NAME_SQL, [table, column])
-            for (name,) in cursor.fetchall():
-                schema_editor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
-            on_delete = "NO ACTION" if reverse else action
-            schema_editor.execute(
-                f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_{column}_fkey" FOREIGN KEY ("{column}") '
-                f'REFERENCES "{target}" ("id") ON DELETE {on_delete} DEFERRABLE INITIALLY DEFERRED'
-            )
+    apply(schema_editor, defaults=DEFAULTS, foreign_keys=FOREIGN_KEYS, reverse=reverse)
 
 
 class Migration(migrations.Migration):

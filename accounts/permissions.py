@@ -1,0 +1,57 @@
+"""The one place that says who may see which session, run and project.
+
+Used by websocket consumers now; the security issue routes the API and the admin through it too.
+Staff see everything. A coordinator member sees everything in its project. A participant member
+sees its own node's sessions, the runs of its project and their aggregated metrics only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts.models import Membership
+from orchestration.models import FederatedRun, NodeRole, NodeSession, Project
+
+
+def _membership(user: Any, project_id: Any) -> Membership | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return Membership.objects.filter(user=user, project_id=project_id).first()
+
+
+def is_staff(user: Any) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and (user.is_staff or user.is_superuser))
+
+
+def can_view_project(user: Any, project: Project) -> bool:
+    return is_staff(user) or _membership(user, project.pk) is not None
+
+
+def can_view_session(user: Any, session: NodeSession) -> bool:
+    if is_staff(user):
+        return True
+    membership = _membership(user, session.node.project_id)
+    if membership is None:
+        return False
+    return membership.role == NodeRole.COORDINATOR or membership.node_id == session.node_id
+
+
+def can_view_run(user: Any, run: FederatedRun) -> bool:
+    return can_view_project(user, run.project)
+
+
+def can_view_per_node_metrics(user: Any, project: Project) -> bool:
+    if is_staff(user):
+        return True
+    membership = _membership(user, project.pk)
+    return membership is not None and membership.role == NodeRole.COORDINATOR
+
+
+def visible_node_id(user: Any, project: Project) -> Any | None:
+    """None: sees every node's sessions; otherwise the one node whose sessions it may see."""
+    if is_staff(user):
+        return None
+    membership = _membership(user, project.pk)
+    if membership is None or membership.role == NodeRole.COORDINATOR:
+        return None
+    return membership.node_id
