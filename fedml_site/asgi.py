@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (added by the streaming issue)."""
+"""ASGI entry point: HTTP through Django, websockets through Channels."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fedml_site.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+# Imported after Django is set up: they load models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from orchestration.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
