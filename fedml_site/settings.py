@@ -6,6 +6,7 @@ A bad value stops start-up with an ImproperlyConfigured error naming the variabl
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -88,6 +89,8 @@ FLWR_HOME_ROOT = _path("FEDML_FLWR_HOME", DATA_DIR / "flwr_home")
 FLOWER_APP_DIR = _path("FEDML_FLOWER_APP_DIR", BASE_DIR / "flower_app")
 CERTIFICATES_DIR = _path("FEDML_CERTIFICATES_DIR", DATA_DIR / "certificates")
 ARTIFACTS_DIR = _path("FEDML_ARTIFACTS_DIR", DATA_DIR / "artifacts")
+# Where flower-superlink, flower-supernode and flwr live (default: beside this Python).
+FLOWER_BIN_DIR = _path("FEDML_FLOWER_BIN_DIR", Path(sys.executable).parent)
 # Flower's SuperLink defaults to 127.0.0.1:8000, which is Daphne's usual port.
 SUPERLINK_ADDRESS = _address("FEDML_SUPERLINK_ADDRESS", "127.0.0.1:9191")
 SUPERNODE_BASE_PORT = _int("FEDML_SUPERNODE_BASE_PORT", 9401, minimum=1, maximum=65000)

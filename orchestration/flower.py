@@ -39,15 +39,19 @@ class FlowerArgError(ValueError):
         self.message = message
 
 
-def bin_path(name: str) -> str:
+def default_bin_dir() -> Path:
     """Flower's console scripts live beside the interpreter that runs FedML."""
-    candidate = Path(sys.executable).parent / name
+    return Path(sys.executable).parent
+
+
+def bin_path(name: str, bin_dir: Path | None = None) -> str:
+    candidate = (bin_dir or default_bin_dir()) / name
     return str(candidate) if candidate.exists() else name
 
 
-def child_env(*, flwr_home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(*, flwr_home: Path, extra: dict[str, str] | None = None, bin_dir: Path | None = None) -> dict[str, str]:
     """An explicit environment for a Flower child: own FLWR_HOME, no phoning home."""
-    venv_bin = str(Path(sys.executable).parent)
+    venv_bin = str(bin_dir or default_bin_dir())
     path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     env = {
         # SuperLink starts `flower-superexec` from PATH: the venv's bin comes first.
@@ -210,6 +214,7 @@ def root_certificate(path: str, *, root: Path, field: str = "certificates_path")
 # ---------------------------------------------------------------- command lines
 def superlink_argv(
     *,
+    bin_dir: Path | None = None,
     host: str,
     port: int,
     database: Path,
@@ -217,7 +222,7 @@ def superlink_argv(
     certificates: ServerCertificates | None,
     extra_args: list[str],
 ) -> list[str]:
-    argv = [bin_path("flower-superlink"), "--host", host, "--port", str(port)]
+    argv = [bin_path("flower-superlink", bin_dir), "--host", host, "--port", str(port)]
     argv += ["--database", str(database), "--disable-runtime-dependency-installation"]
     if insecure:
         argv.append("--insecure")
@@ -236,6 +241,7 @@ def node_config_arg(config: dict[str, int | float | str]) -> str:
 
 def supernode_argv(
     *,
+    bin_dir: Path | None = None,
     superlink_address: str,
     host: str,
     port: int,
@@ -245,7 +251,15 @@ def supernode_argv(
     extra_args: list[str],
 ) -> list[str]:
     # Flower 1.42 rejects --clientappio-api-address: the runtime API is --host/--port.
-    argv = [bin_path("flower-supernode"), "--superlink", superlink_address, "--host", host, "--port", str(port)]
+    argv = [
+        bin_path("flower-supernode", bin_dir),
+        "--superlink",
+        superlink_address,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if node_config:
         argv += ["--node-config", node_config_arg(node_config)]
     if insecure:
@@ -256,9 +270,15 @@ def supernode_argv(
 
 
 def run_argv(
-    *, app_dir: Path, connection: str, stream: bool, run_config: dict[str, str], extra_args: list[str]
+    *,
+    bin_dir: Path | None = None,
+    app_dir: Path,
+    connection: str,
+    stream: bool,
+    run_config: dict[str, str],
+    extra_args: list[str],
 ) -> list[str]:
-    argv = [bin_path("flwr"), "run", str(app_dir), connection]
+    argv = [bin_path("flwr", bin_dir), "run", str(app_dir), connection]
     if stream:
         argv.append("--stream")
     for key, value in run_config.items():
@@ -266,12 +286,12 @@ def run_argv(
     return argv + extra_args
 
 
-def stop_argv(*, flower_run_id: str, connection: str) -> list[str]:
-    return [bin_path("flwr"), "stop", flower_run_id, connection]
+def stop_argv(*, bin_dir: Path | None = None, flower_run_id: str, connection: str) -> list[str]:
+    return [bin_path("flwr", bin_dir), "stop", flower_run_id, connection]
 
 
-def ls_argv(*, flower_run_id: str, connection: str) -> list[str]:
-    return [bin_path("flwr"), "ls", connection, "--run-id", flower_run_id, "--format", "json"]
+def ls_argv(*, bin_dir: Path | None = None, flower_run_id: str, connection: str) -> list[str]:
+    return [bin_path("flwr", bin_dir), "ls", connection, "--run-id", flower_run_id, "--format", "json"]
 
 
 def write_cli_config(

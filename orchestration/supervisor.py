@@ -192,7 +192,7 @@ class Supervisor:
         with self._children_lock:
             child = procs.spawn(
                 argv,
-                env=flower.child_env(flwr_home=flwr_home),
+                env=flower.child_env(flwr_home=flwr_home, bin_dir=settings.FLOWER_BIN_DIR),
                 cwd=settings.DATA_DIR,
                 label=label,
                 context={"owner": owner, "source": source, "captured": [] if capture else None},
@@ -277,6 +277,7 @@ class Supervisor:
             if session.kind == SessionKind.SUPERLINK:
                 certs = cfg.get("certificates")
                 argv = flower.superlink_argv(
+                    bin_dir=settings.FLOWER_BIN_DIR,
                     host=cfg["host"],
                     port=cfg["port"],
                     database=Path(cfg["database"]),
@@ -294,6 +295,7 @@ class Supervisor:
                 source = "superlink"
             else:
                 argv = flower.supernode_argv(
+                    bin_dir=settings.FLOWER_BIN_DIR,
                     superlink_address=cfg["superlink_address"],
                     host=cfg["host"],
                     port=cfg["port"],
@@ -348,6 +350,7 @@ class Supervisor:
             home = self._cli_home(run, "run")
             flower.set_current_run_id(settings.FLOWER_APP_DIR, str(run.pk))
             argv = flower.run_argv(
+                bin_dir=settings.FLOWER_BIN_DIR,
                 app_dir=settings.FLOWER_APP_DIR,
                 connection=run.federation_name or "production",
                 # Always attached: the ServerApp's output (its log and FedML's metrics lines)
@@ -515,7 +518,11 @@ class Supervisor:
     def flower_status(self, run: FederatedRun) -> flower.FlowerRunStatus | None:
         _, out = self.control_command(
             run,
-            flower.ls_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"),
+            flower.ls_argv(
+                bin_dir=settings.FLOWER_BIN_DIR,
+                flower_run_id=run.flower_run_id,
+                connection=run.federation_name or "production",
+            ),
             purpose="ls",
             log=False,
             timeout=60,
@@ -550,7 +557,11 @@ class Supervisor:
             run = FederatedRun.objects.select_related("coordinator_session").get(pk=run_id)
             self.control_command(
                 run,
-                flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"),
+                flower.stop_argv(
+                    bin_dir=settings.FLOWER_BIN_DIR,
+                    flower_run_id=run.flower_run_id,
+                    connection=run.federation_name or "production",
+                ),
                 purpose="stop",
                 log=True,
             )
@@ -639,7 +650,11 @@ class Supervisor:
             self.writer.open(Owner("run", run.pk), None)
             self.control_command(
                 run,
-                flower.stop_argv(flower_run_id=run.flower_run_id, connection=run.federation_name or "production"),
+                flower.stop_argv(
+                    bin_dir=settings.FLOWER_BIN_DIR,
+                    flower_run_id=run.flower_run_id,
+                    connection=run.federation_name or "production",
+                ),
                 purpose="stop",
                 log=True,
             )

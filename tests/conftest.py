@@ -185,8 +185,8 @@ class Stack:
         return processes_mentioning(str(self.tmp))
 
 
-@pytest.fixture
-def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Daphne + the supervisor on the test database, with their own data, log and app dirs."""
     shutil.copytree(
         ROOT / "flower_app", tmp_path / "flower_app", ignore=shutil.ignore_patterns("artifacts", "__pycache__")
@@ -202,6 +202,7 @@ def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
         "FEDML_SUPERNODE_BASE_PORT": str(free_port()),
         "FEDML_STOP_TIMEOUT_SECONDS": "10",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port)
     try:
@@ -215,3 +216,9 @@ def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
         connection.close()
+
+
+@pytest.fixture
+def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path) as s:
+        yield s
