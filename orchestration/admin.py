@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 
-from orchestration import services
+from orchestration import admin_controls, services
 from orchestration.errors import ApplicationError
 from orchestration.models import FederatedRun, LogLine, Node, NodeSession, Project, RoundMetric, SupervisorHeartbeat
 
@@ -52,12 +53,27 @@ def _run_action(request: HttpRequest, action, label: str) -> None:  # noqa: ANN0
         messages.success(request, f"{label}: requested")
 
 
+def _control_url(model_admin: admin.ModelAdmin, route: str, title: str, form_class: type, action: object) -> URLPattern:
+    def view(request: HttpRequest) -> HttpResponse:
+        return admin_controls.control_view(model_admin, request, title=title, form_class=form_class, action=action)
+
+    return path(f"{route}/", model_admin.admin_site.admin_view(view), name=f"orchestration_{route.replace('-', '_')}")
+
+
 @admin.register(NodeSession)
 class NodeSessionAdmin(admin.ModelAdmin):
     list_display = ("id", "node", "kind", "status", "pid", "started_at", "ended_at", "exit_code", "signal")
     list_filter = ("kind", "status", "node")
     readonly_fields = ("id", "node", *SESSION_STATUS_FIELDS)
     actions = ["stop_sessions"]
+
+    def get_urls(self) -> list[URLPattern]:
+        controls = [
+            ("start-superlink", "Start SuperLink", admin_controls.SuperlinkStartForm, admin_controls.start_superlink),
+            ("stop-superlink", "Stop SuperLink", admin_controls.ConfirmForm, admin_controls.stop_superlink),
+            ("start-supernode", "Start SuperNode", admin_controls.SupernodeStartForm, admin_controls.start_supernode),
+        ]
+        return [_control_url(self, *control) for control in controls] + super().get_urls()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are started through the services (API, commands, actions)
@@ -97,6 +113,13 @@ class FederatedRunAdmin(admin.ModelAdmin):
         "created_at",
     )
     actions = ["stop_runs"]
+
+    def get_urls(self) -> list[URLPattern]:
+        controls = [
+            ("start-run", "Start run", admin_controls.RunStartForm, admin_controls.start_run),
+            ("stop-run", "Stop active run", admin_controls.ConfirmForm, admin_controls.stop_run),
+        ]
+        return [_control_url(self, *control) for control in controls] + super().get_urls()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

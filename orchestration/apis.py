@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestration import selectors, services
-from orchestration.models import FederatedRun, NodeRole, NodeSession, SessionStatus
+from orchestration.models import FederatedRun, NodeSession, SessionStatus
 from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer
 
 
@@ -197,22 +197,30 @@ class RunDetailApi(APIView):
 
 
 class SessionLogApi(APIView):
-    """Log lines of a session or run after a sequence number (the record; websockets only ring)."""
+    """Log lines of a session or run after (or before) a sequence number: the record itself.
+
+    `after=N` pages forward; `before=N` pages backward (the newest `limit` lines below N),
+    which the admin's log panel uses to load older lines on scroll.
+    """
 
     def get(self, request: Request, kind: str, owner_id: str) -> Response:
         try:
             after = int(request.query_params.get("after", "0"))
+            before = request.query_params.get("before")
+            before_seq = int(before) if before is not None else None
             limit = min(int(request.query_params.get("limit", "1000")), 5000)
         except ValueError:
-            return Response({"detail": "after and limit must be integers", "field": "after"}, status=400)
-        if kind == "sessions":
-            owner = selectors.session_get(session_id=owner_id)
-            lines = selectors.log_lines_after(session=owner, after=after, limit=limit) if owner else None
-        else:
-            owner = selectors.run_get(run_id=owner_id)
-            lines = selectors.log_lines_after(run=owner, after=after, limit=limit) if owner else None
-        if lines is None:
+            return Response({"detail": "after, before and limit must be integers", "field": "after"}, status=400)
+        if limit < 1 or after < 0:
+            return Response({"detail": "limit must be >= 1 and after >= 0", "field": "limit"}, status=400)
+        owner = selectors.session_get(session_id=owner_id) if kind == "sessions" else selectors.run_get(run_id=owner_id)
+        if owner is None:
             return Response({"detail": f"{kind[:-1]} {owner_id} not found", "field": "id"}, status=404)
+        owner_filter = {"session": owner} if kind == "sessions" else {"run": owner}
+        if before_seq is not None:
+            lines = selectors.log_lines_before(**owner_filter, before=before_seq, limit=limit)
+        else:
+            lines = selectors.log_lines_after(**owner_filter, after=after, limit=limit)
         return Response(
             {
                 "lines": [
@@ -221,6 +229,3 @@ class SessionLogApi(APIView):
                 ]
             }
         )
-
-
-_ = NodeRole
