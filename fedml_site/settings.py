@@ -185,7 +185,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests spawn a supervisor and a server in other processes: they need a file.
     _db["TEST"] = {"NAME": str(DATA_DIR / "test-fedml.sqlite3")}
 else:
-    _db.setdefault("CONN_HEALTH_CHECKS", True)
+    # Keep connections: websocket consumers and the supervisor query often, and a new
+    # PostgreSQL connection per query costs milliseconds of latency and CPU.
+    _db["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 60)
+    _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -68,6 +68,8 @@ def _int_param(query: dict[str, list[str]], name: str) -> int | None:
 
 class FollowConsumer(AsyncWebsocketConsumer):
     message_type = "lines"
+    # No channel of its own: doorbells are received once per feed per process (streaming.Tail).
+    channel_layer_alias = None
 
     async def connect(self) -> None:
         self.follows: list[Follow] = []
@@ -91,8 +93,6 @@ class FollowConsumer(AsyncWebsocketConsumer):
         if code is not None:
             await self.close(code=code)
             return
-        for follow in self.follows:
-            await self.channel_layer.group_add(follow.tail.feed.group, self.channel_name)
         await self.send(
             text_data=json.dumps(
                 {
@@ -115,7 +115,6 @@ class FollowConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for follow in getattr(self, "follows", []):
-            await self.channel_layer.group_discard(follow.tail.feed.group, self.channel_name)
             streaming.release(follow.tail)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -127,10 +126,6 @@ class FollowConsumer(AsyncWebsocketConsumer):
             self.acked = max(self.acked, min(message["received"], self.sent))
             self._acked_event.set()
 
-    async def doorbell_ring(self, event: dict[str, Any]) -> None:
-        for follow in self.follows:
-            follow.tail.ring()
-
     async def pump(self, follow: Follow) -> None:
         interval = streaming.poll_interval()
         last_status_check = 0.0
@@ -139,7 +134,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
             if items:
                 cursor = items[-1].seq
                 if follow.until is not None:
-                    inside = [i for i in items if i.obj.get("ts", "") <= follow.until.isoformat()]
+                    inside = [i for i in items if i.ts <= follow.until.isoformat()]
                     if len(inside) < len(items):
                         items = inside
                         follow.finished = True
@@ -158,7 +153,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
                 done, status = await follow.is_done()
                 if done:
                     # Lines written before the status changed may be newer than our view.
-                    await follow.tail.refresh()
+                    await follow.tail.refresh(force=True)
                     if await follow.tail.read(follow.cursor, 1):
                         continue
                     await self.send_eof(follow, status=status)
@@ -209,10 +204,13 @@ def _load_session(session_id: Any) -> NodeSession | None:
     return NodeSession.objects.select_related("node", "node__project").filter(pk=session_id).first()
 
 
-@database_sync_to_async
-def _session_status(session_id: Any) -> tuple[bool, str]:
+def _session_status_sync(session_id: Any) -> tuple[bool, str]:
     status = NodeSession.objects.filter(pk=session_id).values_list("status", flat=True).first()
     return status is None or status not in ("requested", "starting", "running", "stopping"), str(status)
+
+
+async def _session_status(session_id: Any) -> tuple[bool, str]:
+    return await streaming.shared_status(("session", session_id), lambda: _session_status_sync(session_id))
 
 
 class SessionLogConsumer(FollowConsumer):
@@ -257,13 +255,16 @@ def _run_sessions(run: FederatedRun, user: Any) -> list[NodeSession]:
     return [s for s in visible if permissions.can_view_session(user, s)]
 
 
-@database_sync_to_async
-def _run_status(run_id: Any) -> tuple[bool, str, datetime | None]:
+def _run_status_sync(run_id: Any) -> tuple[bool, str, datetime | None]:
     row = FederatedRun.objects.filter(pk=run_id).values_list("status", "ended_at").first()
     if row is None:
         return True, "deleted", None
     status, ended_at = row
     return status in ("completed", "failed", "stopped"), status, ended_at
+
+
+async def _run_status(run_id: Any) -> tuple[bool, str, datetime | None]:
+    return await streaming.shared_status(("run", run_id), lambda: _run_status_sync(run_id))
 
 
 class RunLogConsumer(FollowConsumer):
@@ -328,7 +329,6 @@ class RunLogConsumer(FollowConsumer):
         for session in await database_sync_to_async(_run_sessions)(run, self.user):
             if f"session:{session.pk}" not in known:
                 follow = await self._add_session(session, {})
-                await self.channel_layer.group_add(follow.tail.feed.group, self.channel_name)
                 self.tasks.append(asyncio.create_task(self.pump(follow)))
 
 
@@ -379,7 +379,7 @@ def _event_filter(*, per_node: bool, node_ids: set[str] | None) -> streaming.Tra
         return None
 
     def transform(item: streaming.Item) -> streaming.Item | None:
-        obj = item.obj
+        obj = item.obj or {}
         payload = obj.get("payload", {})
         if (
             node_ids is not None
@@ -389,7 +389,7 @@ def _event_filter(*, per_node: bool, node_ids: set[str] | None) -> streaming.Tra
             return None
         if not per_node and obj.get("type") == "run.round" and payload.get("per_node"):
             obj = {**obj, "payload": {**payload, "per_node": {}}}
-            return streaming.Item(item.seq, obj, streaming.encode(obj))
+            return streaming.Item(item.seq, item.ts, streaming.encode(obj), obj)
         return item
 
     return transform

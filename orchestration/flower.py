@@ -75,7 +75,8 @@ def child_env(*, flwr_home: Path, extra: dict[str, str] | None = None, bin_dir: 
 
 
 def strip_ansi(text: str) -> str:
-    return ANSI_RE.sub("", text).replace("\r", "")
+    """Remove terminal escapes and carriage returns; NUL (which PostgreSQL text refuses) becomes U+FFFD."""
+    return ANSI_RE.sub("", text).replace("\r", "").replace("\x00", "\ufffd")
 
 
 def parse_host_port(value: str, *, field: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ class LogWriter(threading.Thread):
                 item = self.queue.get()
                 batch: list[Line] = []
                 stop = False
+                # A batch closes after BATCH_WAIT from its first line (bounded latency) or at
+                # BATCH_MAX lines (bounded size), whichever comes first.
+                deadline = time.monotonic() + BATCH_WAIT
                 while True:
                     if item is None:
                         stop = True
@@ -137,8 +141,11 @@ class LogWriter(threading.Thread):
                         batch.append(item)
                     if len(batch) >= BATCH_MAX:
                         break
+                    remaining = deadline - time.monotonic()
+                    if batch and remaining <= 0:
+                        break
                     try:
-                        item = self.queue.get(timeout=BATCH_WAIT if batch else None)
+                        item = self.queue.get(timeout=remaining if batch else None)
                     except queue.Empty:
                         break
                 self._save(batch)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -595,20 +595,31 @@ def log_lines_append(
     *, session_id: Any = None, run_id: Any = None, first_seq: int, lines: Iterable[NewLogLine], tail: str
 ) -> None:
     """Append a batch in one transaction; the caller owns the gap-free seq counter."""
-    rows = [
-        LogLine(
-            session_id=session_id,
-            run_id=run_id,
-            seq=first_seq + i,
-            stream=line.stream,
-            source=line.source,
-            ts=line.ts,
-            text=line.text,
-        )
-        for i, line in enumerate(lines)
-    ]
+    lines = list(lines)
     with transaction.atomic():
-        LogLine.objects.bulk_create(rows, batch_size=500)
+        if connection.vendor == "postgresql":
+            # COPY is several times faster than a multi-row INSERT: this is the log hot path.
+            with connection.cursor() as cursor:
+                copy_sql = "COPY log_lines (session_id, run_id, seq, stream, source, ts, text) FROM STDIN"
+                with cursor.cursor.copy(copy_sql) as copy:
+                    for i, line in enumerate(lines):
+                        copy.write_row(
+                            (session_id, run_id, first_seq + i, line.stream, line.source, line.ts, line.text)
+                        )
+        else:
+            rows = [
+                LogLine(
+                    session_id=session_id,
+                    run_id=run_id,
+                    seq=first_seq + i,
+                    stream=line.stream,
+                    source=line.source,
+                    ts=line.ts,
+                    text=line.text,
+                )
+                for i, line in enumerate(lines)
+            ]
+            LogLine.objects.bulk_create(rows, batch_size=500)
         # A bounded tail, rewritten once per batch (never per line).
         if session_id is not None:
             NodeSession.objects.filter(pk=session_id).update(log_stream=tail)

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import logging
 import time
 import weakref
 from collections.abc import Callable
@@ -19,13 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db.models import Max
 
 from orchestration import doorbell
 from orchestration.models import LogLine, ProjectEvent
 
+logger = logging.getLogger(__name__)
+
+GROUP_REFRESH = 600.0  # re-join the doorbell group this often (layers expire memberships)
 CACHE_ITEMS = 20_000  # newest items kept per feed
 FETCH_LIMIT = 5_000
+CHUNK = 2_000  # backlog reads are aligned to seq chunks, so followers catching up share them
+CHUNKS_KEPT = 64
 MIN_REFRESH_INTERVAL = 0.02  # seconds between two database reads of one feed
 
 
@@ -37,8 +44,9 @@ def poll_interval() -> float:
 @dataclass(frozen=True)
 class Item:
     seq: int
-    obj: dict[str, Any]
-    frag: str  # obj encoded once, shared by every follower
+    ts: str
+    frag: str  # encoded once, shared by every follower
+    obj: dict[str, Any] | None = None  # kept only where a per-follower filter needs it (events)
 
 
 def encode(obj: dict[str, Any]) -> str:
@@ -61,8 +69,9 @@ class LogFeed:
         )
         items = []
         for seq, stream, source, ts, text in rows:
-            obj = {"seq": seq, "stream": stream, "source": source, "ts": ts.isoformat(), "text": text}
-            items.append(Item(seq, obj, encode(obj)))
+            stamp = ts.isoformat()
+            obj = {"seq": seq, "stream": stream, "source": source, "ts": stamp, "text": text}
+            items.append(Item(seq, stamp, encode(obj)))
         return items
 
     def head(self) -> int:
@@ -88,7 +97,7 @@ class EventFeed:
         items = []
         for seq, type_, payload, created_at in rows:
             obj = {"seq": seq, "type": type_, "ts": created_at.isoformat(), "payload": payload}
-            items.append(Item(seq, obj, encode(obj)))
+            items.append(Item(seq, obj["ts"], encode(obj), obj))
         return items
 
     def head(self) -> int:
@@ -109,6 +118,40 @@ class Tail:
         self._last_refresh = 0.0
         self.refs = 0
         self.queries = 0
+        self._chunks: dict[int, list[Item]] = {}  # complete backlog chunks, oldest first
+        self._chunk_locks: dict[int, asyncio.Lock] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    def listen(self) -> None:
+        """One doorbell subscription per feed per process, however many followers it has."""
+        if self._listener is None and doorbell.crosses_processes():
+            self._listener = asyncio.create_task(self._listen())
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            channel = None
+            try:
+                channel = await layer.new_channel()
+                while True:
+                    await layer.group_add(self.feed.group, channel)
+                    with contextlib.suppress(TimeoutError):
+                        while True:
+                            await asyncio.wait_for(layer.receive(channel), GROUP_REFRESH)
+                            self.ring()
+            except asyncio.CancelledError:
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await layer.group_discard(self.feed.group, channel)
+                raise
+            except Exception:  # a broken layer only costs latency: followers still poll
+                logger.warning("doorbell listener for %s failed; retrying", self.feed.key, exc_info=True)
+                await asyncio.sleep(1.0)
 
     async def start(self) -> None:
         if self.head is None:
@@ -125,8 +168,27 @@ class Tail:
         if self.seqs and after >= self.seqs[0] - 1:
             index = bisect.bisect_right(self.seqs, after)
             return self.items[index : index + limit]
-        self.queries += 1
-        return await database_sync_to_async(self.feed.fetch)(after, limit)
+        return await self._read_backlog(after, limit)
+
+    async def _read_backlog(self, after: int, limit: int) -> list[Item]:
+        """Older than the cached tail: read the aligned chunk holding `after + 1`, once per process."""
+        number = after // CHUNK
+        chunk = self._chunks.get(number)
+        if chunk is None:
+            lock = self._chunk_locks.setdefault(number, asyncio.Lock())
+            async with lock:
+                chunk = self._chunks.get(number)
+                if chunk is None:
+                    self.queries += 1
+                    chunk = await database_sync_to_async(self.feed.fetch)(number * CHUNK, CHUNK)
+                    # Seqs are gap-free: a chunk is complete when it holds CHUNK items.
+                    if len(chunk) == CHUNK:
+                        self._chunks[number] = chunk
+                        while len(self._chunks) > CHUNKS_KEPT:
+                            del self._chunks[next(iter(self._chunks))]
+            self._chunk_locks.pop(number, None)
+        start = after - number * CHUNK
+        return chunk[start : start + limit]
 
     def ring(self) -> None:
         self._last_refresh = 0.0  # the next wait refreshes at once
@@ -142,9 +204,13 @@ class Tail:
             await asyncio.wait_for(changed.wait(), timeout)
         await self.refresh()
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, force: bool = False) -> None:
+        """Read what is new. `force` skips the rate limit: used before declaring a feed ended."""
+        started = time.monotonic()
         async with self._lock:
-            if time.monotonic() - self._last_refresh < MIN_REFRESH_INTERVAL:
+            if self._last_refresh > started:
+                return  # someone refreshed while we waited for the lock: that read is newer than our call
+            if not force and started - self._last_refresh < MIN_REFRESH_INTERVAL:
                 return
             self._last_refresh = time.monotonic()
             assert self.head is not None
@@ -177,6 +243,7 @@ async def acquire(feed: Feed) -> Tail:
         tail = tails[feed.key] = Tail(feed)
     tail.refs += 1
     await tail.start()
+    tail.listen()
     return tail
 
 
@@ -186,6 +253,34 @@ def release(tail: Tail) -> None:
         tails = _tails.get(asyncio.get_running_loop(), {})
         if tails.get(tail.feed.key) is tail:
             del tails[tail.feed.key]
+        tail.stop()
 
 
 Transform = Callable[[Item], Item | None]
+
+STATUS_TTL = 1.0
+_status_cache: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, tuple[float, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_status_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def shared_status(key: Any, fetch: Callable[[], Any], *, fresh: bool = False) -> Any:
+    """One status query per key per second per process, however many followers ask.
+
+    Without this, 100 followers of one session would each query its status every second and
+    queue up in front of the log reads on the database thread.
+    """
+    loop = asyncio.get_running_loop()
+    cache = _status_cache.setdefault(loop, {})
+    lock = _status_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
+    asked = time.monotonic()
+    async with lock:
+        hit = cache.get(key)
+        if hit is not None and (hit[0] >= asked or (not fresh and asked - hit[0] < STATUS_TTL)):
+            return hit[1]
+        value = await database_sync_to_async(fetch)()
+        cache[key] = (time.monotonic(), value)
+        return value

@@ -26,6 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FAKE_CHILD = Path(__file__).resolve().parent / "bin" / "fake_child.py"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests close database connections after each use: worker threads (database_sync_to_async)
+    must not keep the test database open, or it cannot be dropped at the end of the session."""
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ process, so the consumer relies on reading the database) and PostgreSQL with Red
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -57,7 +58,9 @@ async def follow(url: str, cookie: str, origin: str) -> tuple[list[dict], dict]:
             if message["type"] == "lines":
                 lines.extend(message["lines"])
                 received += len(message["lines"])
-                await ws.send(json.dumps({"type": "ack", "received": received}))
+                # The server closes right after its eof; a last ack may meet a closed socket.
+                with contextlib.suppress(websockets.ConnectionClosedOK):
+                    await ws.send(json.dumps({"type": "ack", "received": received}))
             elif message["type"] == "eof":
                 return lines, message
             assert message["type"] != "behind", message
