@@ -73,7 +73,7 @@ def control_view(
 ) -> HttpResponse:
     if not model_admin.has_change_permission(request):
         raise PermissionDenied
-    form = form_class(request.POST or None)
+    form = form_class(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             summary = action(form.cleaned_data)
