@@ -506,11 +506,9 @@ class Supervisor:
             time.sleep(STATUS_POLL_INTERVAL)
         run.refresh_from_db()
         tail = "\n".join(self.writer.tail(owner)[-20:]) or tail
-        sub = result.sub_status
-        status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(sub, RunStatus.FAILED)
+        status, detail = _outcome(result)
         if run.stop_requested_at and status != RunStatus.COMPLETED:
             status = RunStatus.STOPPED
-        detail = f"Flower: finished:{sub}" + (f" ({result.details})" if result.details else "")
         if status != RunStatus.COMPLETED:
             detail += f". Last lines:\n{tail}"
         services.run_mark_ended(run_id=run_id, status=status, detail=detail)
@@ -552,19 +550,18 @@ class Supervisor:
             child.term_sent_at = time.monotonic()
             procs.signal_group(child.pid, signal.SIGTERM)
 
+    def flwr_stop(self, run: FederatedRun) -> None:
+        """Stop a run through Flower's own control path; its output goes to the run's log."""
+        argv = flower.stop_argv(
+            bin_dir=settings.FLOWER_BIN_DIR,
+            flower_run_id=run.flower_run_id,
+            connection=run.federation_name or "production",
+        )
+        self.control_command(run, argv, purpose="stop", log=True)
+
     def _flwr_stop(self, run_id: Any) -> None:
         try:
-            run = FederatedRun.objects.select_related("coordinator_session").get(pk=run_id)
-            self.control_command(
-                run,
-                flower.stop_argv(
-                    bin_dir=settings.FLOWER_BIN_DIR,
-                    flower_run_id=run.flower_run_id,
-                    connection=run.federation_name or "production",
-                ),
-                purpose="stop",
-                log=True,
-            )
+            self.flwr_stop(FederatedRun.objects.select_related("coordinator_session").get(pk=run_id))
         finally:
             connection.close()
 
@@ -648,28 +645,14 @@ class Supervisor:
         if run.flower_run_id and superlink_alive:
             # Reach Flower while its SuperLink is still up: stop the run, then read what it says.
             self.writer.open(Owner("run", run.pk), None)
-            self.control_command(
-                run,
-                flower.stop_argv(
-                    bin_dir=settings.FLOWER_BIN_DIR,
-                    flower_run_id=run.flower_run_id,
-                    connection=run.federation_name or "production",
-                ),
-                purpose="stop",
-                log=True,
-            )
+            self.flwr_stop(run)
             flower_result = self.flower_status(run)
             self.writer.close_owner(Owner("run", run.pk))
         if identity and procs.terminate_orphan_group(identity, timeout=settings.STOP_TIMEOUT_SECONDS):
             notes.append(f"FedML terminated the orphaned `flwr run` (pid {identity.get('pid')}) on restart")
         if flower_result is not None and flower_result.finished:
-            status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(
-                flower_result.sub_status, RunStatus.FAILED
-            )
-            notes.append(
-                f"Flower: finished:{flower_result.sub_status}"
-                + (f" ({flower_result.details})" if flower_result.details else "")
-            )
+            status, said = _outcome(flower_result)
+            notes.append(said)
         else:
             status = RunStatus.FAILED
             notes.append(
@@ -695,6 +678,13 @@ class Supervisor:
 
 
 Child = procs.Child
+
+
+def _outcome(result: flower.FlowerRunStatus) -> tuple[str, str]:
+    """Flower's finished:<sub-status> as FedML's run status, and what Flower said."""
+    status = {"completed": RunStatus.COMPLETED, "stopped": RunStatus.STOPPED}.get(result.sub_status, RunStatus.FAILED)
+    said = f"Flower: finished:{result.sub_status}" + (f" ({result.details})" if result.details else "")
+    return status, said
 
 
 def _kill(pid: int, sig: int) -> bool:

@@ -189,6 +189,23 @@ class Stack:
             os.killpg(proc.pid, signal.SIGKILL)
             return proc.wait(timeout=10)
 
+    def start_federation(self, *, nodes: int = 2, rounds: int = 3) -> str:
+        """SuperLink, `nodes` SuperNodes and a run, all through the HTTP API; returns the run id."""
+        status, body = self.post(
+            "/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{self.superlink_port}"}
+        )
+        assert status == 201, body
+        for partition in range(nodes):
+            status, body = self.post(
+                "/api/participant/supernode/start", {"partition_id": partition, "num_partitions": nodes}
+            )
+            assert status == 201, body
+        status, body = self.post(
+            "/api/coordinator/runs/start", {"extra_args": ["--run-config", f"num-server-rounds={rounds}"]}
+        )
+        assert status == 201, body
+        return body["run_id"]
+
     def leftovers(self) -> list[tuple[int, str]]:
         return processes_mentioning(str(self.tmp))
 

@@ -30,17 +30,7 @@ def test_admin_run_page_streams_new_lines_and_grows_the_metrics_chart(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     get_user_model().objects.create_superuser(username="admin", password="pw-123456-xyz", email="a@example.org")
-    assert (
-        stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})[0]
-        == 201
-    )
-    for partition in range(2):
-        assert (
-            stack.post("/api/participant/supernode/start", {"partition_id": partition, "num_partitions": 2})[0] == 201
-        )
-    status, body = stack.post("/api/coordinator/runs/start", {"extra_args": ["--run-config", "num-server-rounds=2"]})
-    assert status == 201, body
-    run_id = body["run_id"]
+    run_id = stack.start_federation(rounds=2)
     # Playwright's sync API keeps an event loop on this thread; the ORM is done above.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ARTIFACTS.mkdir(exist_ok=True)

@@ -15,17 +15,7 @@ pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 
 def test_supervisor_sigkill_mid_run_then_restart_leaves_no_orphans_and_truthful_rows(stack: Stack) -> None:
-    assert (
-        stack.post("/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"})[0]
-        == 201
-    )
-    for partition in range(2):
-        assert (
-            stack.post("/api/participant/supernode/start", {"partition_id": partition, "num_partitions": 2})[0] == 201
-        )
-    status, body = stack.post("/api/coordinator/runs/start", {"extra_args": ["--run-config", "num-server-rounds=200"]})
-    assert status == 201, body
-    run_id = body["run_id"]
+    run_id = stack.start_federation(rounds=200)
     wait_until(
         lambda: LogLine.objects.filter(run_id=run_id, text__contains="configure_train").exists(),
         timeout=120,
