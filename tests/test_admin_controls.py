@@ -94,3 +94,14 @@ def test_admin_starts_and_stops_a_real_superlink(stack: Stack) -> None:
     from tests.conftest import wait_until
 
     wait_until(lambda: NodeSession.objects.get(pk=session.pk).status == "stopped", timeout=30, message="stopped")
+
+
+def test_session_and_run_change_pages_carry_the_live_panels(admin_client: Client) -> None:
+    from tests.factories import FederatedRunFactory, NodeSessionFactory
+
+    session = NodeSessionFactory(status="running")
+    page = admin_client.get(f"/admin/orchestration/nodesession/{session.pk}/change/").content.decode()
+    assert f'data-ws-path="/ws/sessions/{session.pk}/logs/"' in page and "orchestration/logpanel.js" in page
+    run = FederatedRunFactory(status="running")
+    page = admin_client.get(f"/admin/orchestration/federatedrun/{run.pk}/change/").content.decode()
+    assert f'data-ws-path="/ws/runs/{run.pk}/logs/"' in page and "data-fedml-metrics" in page
