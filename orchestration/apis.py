@@ -229,3 +229,43 @@ class SessionLogApi(APIView):
                 ]
             }
         )
+
+
+def _enrollment_body(enrollment: Any) -> dict[str, Any]:
+    return {
+        "enrollment_id": str(enrollment.pk),
+        "node_id": str(enrollment.node_id),
+        "status": enrollment.status,
+        "flower_node_id": enrollment.flower_node_id or None,
+        "detail": enrollment.detail or None,
+    }
+
+
+class NodeEnrollApi(APIView):
+    """Register a participant node's SuperNode public key with the SuperLink (SuperNode auth)."""
+
+    class InputSerializer(StrictSerializer):
+        public_key = StrictChar(max_length=2000)
+
+    def post(self, request: Request, node_id: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        node = selectors.node_get(node_id=node_id)
+        if node is None:
+            return Response({"detail": f"node {node_id} not found", "field": "node_id"}, status=404)
+        enrollment = services.node_enrollment_request(node=node, public_key=data.validated_data["public_key"])
+        enrollment = services.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
+        code = {"registered": 201, "requested": 202}.get(enrollment.status, 502)
+        return Response(_enrollment_body(enrollment), status=code)
+
+
+class NodeRevokeApi(APIView):
+    """Unregister a node's key: its SuperNodes can no longer join the federation."""
+
+    def post(self, request: Request, node_id: str) -> Response:
+        node = selectors.node_get(node_id=node_id)
+        if node is None:
+            return Response({"detail": f"node {node_id} not found", "field": "node_id"}, status=404)
+        enrollment = services.node_enrollment_revoke(node=node)
+        enrollment = services.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
+        return Response(_enrollment_body(enrollment), status=200 if enrollment.status == "revoked" else 202)

@@ -250,6 +250,7 @@ def supernode_argv(
     insecure: bool,
     root_certificates: Path | None,
     extra_args: list[str],
+    auth_private_key: Path | None = None,
 ) -> list[str]:
     # Flower 1.42 rejects --clientappio-api-address: the runtime API is --host/--port.
     argv = [
@@ -267,6 +268,8 @@ def supernode_argv(
         argv.append("--insecure")
     elif root_certificates is not None:
         argv += ["--root-certificates", str(root_certificates)]
+    if auth_private_key is not None:
+        argv += ["--auth-supernode-private-key", str(auth_private_key)]
     return argv + extra_args
 
 
@@ -371,19 +374,23 @@ class FlowerRunStatus:
         return self.status == "finished"
 
 
-def parse_ls_json(stdout: str, *, flower_run_id: str) -> FlowerRunStatus | None:
-    """Parse `flwr ls --run-id ID --format json`; None when Flower said nothing usable."""
-    # stderr is captured with stdout: skip log lines (which may hold braces) around the JSON.
+def parse_cli_json(stdout: str) -> dict[str, Any] | None:
+    """The JSON object a `flwr ... --format json` command printed (it exits 0 even on errors:
+    check `success`). stderr is captured with stdout, so skip log lines (which may hold braces)."""
     decoder = json.JSONDecoder()
-    data = None
     for match in re.finditer(r"^[ \t]*\{", stdout, re.MULTILINE):
         try:
             candidate, _ = decoder.raw_decode(stdout, match.end() - 1)
         except ValueError:
             continue
         if isinstance(candidate, dict) and "success" in candidate:
-            data = candidate
-            break
+            return candidate
+    return None
+
+
+def parse_ls_json(stdout: str, *, flower_run_id: str) -> FlowerRunStatus | None:
+    """Parse `flwr ls --run-id ID --format json`; None when Flower said nothing usable."""
+    data = parse_cli_json(stdout)
     if data is None or not data.get("success", False):
         return None
     for run in data.get("runs", []):
@@ -392,6 +399,33 @@ def parse_ls_json(stdout: str, *, flower_run_id: str) -> FlowerRunStatus | None:
         status, _, sub_status = str(run.get("status", "")).partition(":")
         return FlowerRunStatus(status=status, sub_status=sub_status, details=str(run.get("status-details", "") or ""))
     return None
+
+
+# ---------------------------------------------------------------- SuperNode authentication
+def supernode_register_argv(*, public_key_file: Path, connection: str, bin_dir: Path | None = None) -> list[str]:
+    return [bin_path("flwr", bin_dir), "supernode", "register", str(public_key_file), connection, "--format", "json"]
+
+
+def supernode_unregister_argv(*, flower_node_id: str, connection: str, bin_dir: Path | None = None) -> list[str]:
+    return [bin_path("flwr", bin_dir), "supernode", "unregister", flower_node_id, connection, "--format", "json"]
+
+
+def validate_supernode_public_key(text: Any, *, field: str = "public_key") -> str:
+    """An OpenSSH public key on a NIST EC curve, as Flower's SuperNode authentication needs."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not isinstance(text, str) or not text.strip() or len(text) > 2000 or "\n" in text.strip():
+        raise FlowerArgError(field, f"{field} must be one OpenSSH public key line (ecdsa-sha2-nistp256/384/521)")
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        key = serialization.load_ssh_public_key(text.strip().encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise FlowerArgError(field, f"{field} is not a valid OpenSSH public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in {"secp256r1", "secp384r1", "secp521r1"}:
+        raise FlowerArgError(field, f"{field} must be an EC key on a NIST curve (P-256, P-384 or P-521)")
+    return text.strip()
 
 
 # ---------------------------------------------------------------- the app's pyproject

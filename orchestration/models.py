@@ -286,3 +286,44 @@ class ProjectEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq} {self.type}"
+
+
+class EnrollmentStatus(models.TextChoices):
+    REQUESTED = "requested"  # waiting for the supervisor to register the key with the SuperLink
+    REGISTERED = "registered"
+    REVOKE_REQUESTED = "revoke_requested"
+    REVOKED = "revoked"
+    FAILED = "failed"
+
+
+ENROLLMENT_LIVE_STATUSES = (EnrollmentStatus.REQUESTED, EnrollmentStatus.REGISTERED, EnrollmentStatus.REVOKE_REQUESTED)
+
+
+class NodeEnrollment(models.Model):
+    """A participant node's SuperNode public key, registered with Flower's SuperNode authentication."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="enrollments")
+    public_key = models.TextField()
+    status = models.CharField(max_length=20, choices=EnrollmentStatus.choices, default=EnrollmentStatus.REQUESTED)
+    flower_node_id = models.CharField(max_length=24, blank=True, default="")
+    detail = models.TextField(blank=True, default="")
+    supervisor_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    registered_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "node_enrollments"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=EnrollmentStatus.values), name="node_enrollments_status_check"
+            ),
+            models.UniqueConstraint(
+                fields=["node"], condition=Q(status__in=ENROLLMENT_LIVE_STATUSES), name="node_enrollments_one_live"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"enrollment of {self.node_id} ({self.status})"

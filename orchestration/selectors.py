@@ -12,9 +12,11 @@ from django.utils import timezone
 from orchestration.models import (
     RUN_LIVE_STATUSES,
     SESSION_LIVE_STATUSES,
+    EnrollmentStatus,
     FederatedRun,
     LogLine,
     Node,
+    NodeEnrollment,
     NodeRole,
     NodeSession,
     Project,
@@ -173,6 +175,22 @@ def orphaned_runs(*, project_ids: list[Any]) -> list[FederatedRun]:
     alive = set(supervisors_alive().values_list("id", flat=True))
     rows = FederatedRun.objects.filter(project_id__in=project_ids, status__in=("starting", "running", "stopping"))
     return [row for row in rows if row.supervisor_id not in alive]
+
+
+def enrollments_pending(*, project_ids: list[Any]) -> list[NodeEnrollment]:
+    return list(
+        NodeEnrollment.objects.select_related("node")
+        .filter(
+            node__project_id__in=project_ids,
+            supervisor_id__isnull=True,
+            status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED),
+        )
+        .order_by("created_at")
+    )
+
+
+def node_get(*, node_id: Any) -> Node | None:
+    return Node.objects.select_related("project").filter(pk=node_id).first()
 
 
 def supervisor_heartbeat_get(*, supervisor_id: Any) -> SupervisorHeartbeat | None:

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from orchestration import flower, procs, selectors, services
 from orchestration.logpipe import Line, LogWriter, Owner
-from orchestration.models import FederatedRun, LogStream, NodeSession, RunStatus, SessionKind
+from orchestration.models import FederatedRun, LogStream, NodeEnrollment, NodeSession, RunStatus, SessionKind
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ STATUS_POLL_INTERVAL = 2.0
 RUN_STOP_GRACE = 8.0  # after `flwr stop`, how long `flwr run` may take to exit by itself
 SUPERLINK_STOP_WAIT_FOR_RUN = 20.0
 SUPERLINK_READY_TIMEOUT = 20.0
-ORPHAN_SWEEP_INTERVAL = 1.0  # a run waits this long for its SuperLink to listen
+ORPHAN_SWEEP_INTERVAL = 1.0
+ENROLL_RETRY_SECONDS = 30.0  # a run waits this long for its SuperLink to listen
 
 
 def _rotate(path: Path) -> None:
@@ -86,6 +87,7 @@ class Supervisor:
         self.subreaper = procs.set_child_subreaper()
         self._last_sweep = 0.0
         self._orphans_termed: set[int] = set()
+        self._enroll_retry_at: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -122,6 +124,8 @@ class Supervisor:
         if not self.shutting_down:
             did |= self.claim_and_spawn()
         did |= self.handle_stop_requests()
+        if not self.shutting_down:
+            did |= self.handle_enrollments()
         did |= self.escalate()
         return did
 
@@ -259,16 +263,9 @@ class Supervisor:
         return did
 
     def _superlink_ready(self, run: FederatedRun) -> bool:
-        cfg = run.coordinator_session.runtime_config if run.coordinator_session else {}
         if (timezone.now() - run.created_at).total_seconds() > SUPERLINK_READY_TIMEOUT:
             return True  # give up waiting: `flwr run` will report what is wrong
-        try:
-            with socket.create_connection(
-                (_connect_host(cfg.get("host", "127.0.0.1")), cfg.get("port", 0)), timeout=0.2
-            ):
-                return True
-        except OSError:
-            return False
+        return _listening(run.coordinator_session)
 
     def _spawn_session(self, session: NodeSession) -> None:
         cfg = session.runtime_config
@@ -303,6 +300,7 @@ class Supervisor:
                     insecure=cfg["insecure"],
                     root_certificates=Path(cfg["root_certificates"]) if cfg.get("root_certificates") else None,
                     extra_args=cfg.get("extra_args", []),
+                    auth_private_key=Path(cfg["auth_private_key"]) if cfg.get("auth_private_key") else None,
                 )
                 partition = cfg.get("node_config", {}).get("partition-id", 0)
                 log_path = settings.LOG_DIR / f"supernode-p{partition}-{str(session.pk)[:8]}.log"
@@ -330,18 +328,9 @@ class Supervisor:
 
     def _cli_home(self, run: FederatedRun, purpose: str) -> Path:
         """Each `flwr` call gets its own FLWR_HOME holding the run's SuperLink connection."""
-        home = settings.FLWR_HOME_ROOT / f"run-{run.pk}" / purpose
-        superlink = run.coordinator_session
-        cfg = superlink.runtime_config if superlink else {}
-        certs = cfg.get("certificates") or {}
-        flower.write_cli_config(
-            flwr_home=home,
-            connection=run.federation_name or "production",
-            address=f"{_connect_host(cfg.get('host', '127.0.0.1'))}:{cfg.get('port', 9191)}",
-            insecure=cfg.get("insecure", True),
-            root_certificates=Path(certs["ca_cert"]) if certs else None,
+        return _connection_home(
+            settings.FLWR_HOME_ROOT / f"run-{run.pk}" / purpose, run.coordinator_session, run.federation_name
         )
-        return home
 
     def _spawn_run(self, run: FederatedRun) -> None:
         owner = Owner("run", run.pk)
@@ -383,17 +372,78 @@ class Supervisor:
     def control_command(
         self, run: FederatedRun, argv: list[str], *, purpose: str, log: bool, timeout: float = 60
     ) -> tuple[Child, list[str]]:
-        """Run a short `flwr` command (stop, ls) as our child and wait for it. Called off the main loop."""
-        home = self._cli_home(run, purpose)
+        """Run a short `flwr` command (stop, ls) for a run and wait for it. Called off the main loop."""
         owner = Owner("run", run.pk) if log else None
-        child = self._spawn(
-            argv, flwr_home=home, label=f"{purpose} {run.pk}", owner=owner, source="control", capture=True
+        return self._run_cli(
+            argv, home=self._cli_home(run, purpose), label=f"{purpose} {run.pk}", owner=owner, timeout=timeout
         )
+
+    def _run_cli(
+        self, argv: list[str], *, home: Path, label: str, owner: Owner | None, timeout: float
+    ) -> tuple[Child, list[str]]:
+        child = self._spawn(argv, flwr_home=home, label=label, owner=owner, source="control", capture=True)
         if not child.exited.wait(timeout):
             procs.signal_group(child.pid, signal.SIGKILL)
             child.exited.wait(5)
         child.io_done.wait(5)
         return child, list(child.context["captured"])
+
+    # ------------------------------------------------------------------ SuperNode enrollment
+    def handle_enrollments(self) -> bool:
+        """Register or unregister participant keys with the SuperLink (Flower's SuperNode auth)."""
+        did = False
+        now = time.monotonic()
+        for enrollment in selectors.enrollments_pending(project_ids=self.project_ids):
+            if self._enroll_retry_at.get(str(enrollment.pk), 0) > now:
+                continue
+            superlink = selectors.session_live_superlink(project=enrollment.node.project)
+            if superlink is None or superlink.status != "running" or not _listening(superlink):
+                continue  # registration needs a listening SuperLink; try again when there is one
+            if services.enrollment_claim(enrollment_id=enrollment.pk, supervisor_id=self.id):
+                threading.Thread(
+                    target=self._enroll, args=(enrollment.pk, superlink.pk), name=f"enroll-{enrollment.pk}", daemon=True
+                ).start()
+                did = True
+        return did
+
+    def _enroll(self, enrollment_id: Any, superlink_id: Any) -> None:
+        try:
+            enrollment = NodeEnrollment.objects.get(pk=enrollment_id)
+            superlink = NodeSession.objects.get(pk=superlink_id)
+            home = _connection_home(settings.FLWR_HOME_ROOT / f"enrollment-{enrollment.pk}", superlink, "production")
+            if enrollment.status == "requested":
+                key_file = home / "supernode.pub"
+                key_file.write_text(enrollment.public_key + "\n")
+                argv = flower.supernode_register_argv(
+                    bin_dir=settings.FLOWER_BIN_DIR, public_key_file=key_file, connection="production"
+                )
+            else:
+                argv = flower.supernode_unregister_argv(
+                    bin_dir=settings.FLOWER_BIN_DIR, flower_node_id=enrollment.flower_node_id, connection="production"
+                )
+            _, out = self._run_cli(argv, home=home, label=f"enrollment {enrollment.pk}", owner=None, timeout=60)
+            result = flower.parse_cli_json("\n".join(out))
+            ok = bool(result and result.get("success"))
+            if enrollment.status == "requested" and ok and result and result.get("node-id") is not None:
+                services.enrollment_mark_registered(enrollment_id=enrollment.pk, flower_node_id=str(result["node-id"]))
+            elif enrollment.status == "revoke_requested" and ok:
+                services.enrollment_mark_revoked(enrollment_id=enrollment.pk)
+            else:
+                error = (result or {}).get("error-message") or "\n".join(out[-10:])
+                # A failed registration ends failed (the caller sees why); a revocation is retried.
+                retry = enrollment.status == "revoke_requested"
+                if retry:
+                    self._enroll_retry_at[str(enrollment.pk)] = time.monotonic() + ENROLL_RETRY_SECONDS
+                services.enrollment_mark_failed(
+                    enrollment_id=enrollment.pk, detail=f"Flower: {error}", keep_status=retry
+                )
+        except Exception:
+            logger.exception("enrollment %s failed", enrollment_id)
+            services.enrollment_mark_failed(
+                enrollment_id=enrollment_id, detail="FedML failed while talking to Flower", keep_status=True
+            )
+        finally:
+            connection.close()
 
     # ------------------------------------------------------------------ reaping
     def reap(self) -> bool:
@@ -627,6 +677,9 @@ class Supervisor:
             self._reconcile_run(run)
         for session in selectors.orphaned_sessions(node_ids=self.node_ids):
             self._reconcile_session(session)
+        services.enrollment_release_dead(
+            alive_supervisor_ids=set(selectors.supervisors_alive().values_list("id", flat=True))
+        )
 
     def _dead_owner_is_local(self, supervisor_id: Any) -> bool:
         beat = selectors.supervisor_heartbeat_get(supervisor_id=supervisor_id) if supervisor_id else None
@@ -678,6 +731,30 @@ class Supervisor:
 
 
 Child = procs.Child
+
+
+def _listening(superlink: NodeSession | None) -> bool:
+    """Whether the SuperLink accepts connections yet (it takes a few seconds after spawning)."""
+    cfg = superlink.runtime_config if superlink else {}
+    try:
+        with socket.create_connection((_connect_host(cfg.get("host", "127.0.0.1")), cfg.get("port", 0)), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _connection_home(home: Path, superlink: NodeSession | None, connection_name: str) -> Path:
+    """A FLWR_HOME whose config.toml names the SuperLink connection (TLS from the session's certificates)."""
+    cfg = superlink.runtime_config if superlink else {}
+    certs = cfg.get("certificates") or {}
+    flower.write_cli_config(
+        flwr_home=home,
+        connection=connection_name or "production",
+        address=f"{_connect_host(cfg.get('host', '127.0.0.1'))}:{cfg.get('port', 9191)}",
+        insecure=cfg.get("insecure", True),
+        root_certificates=Path(certs["ca_cert"]) if certs else None,
+    )
+    return home
 
 
 def _outcome(result: flower.FlowerRunStatus) -> tuple[str, str]:

@@ -12,5 +12,7 @@ urlpatterns = [
     path("runs/stop", apis.RunStopApi.as_view()),
     path("runs/active", apis.RunActiveApi.as_view()),
     path("runs/<uuid:run_id>", apis.RunDetailApi.as_view()),
+    path("nodes/<uuid:node_id>/enroll", apis.NodeEnrollApi.as_view()),
+    path("nodes/<uuid:node_id>/revoke", apis.NodeRevokeApi.as_view()),
     re_path(r"^(?P<kind>sessions|runs)/(?P<owner_id>[0-9a-f-]{36})/logs$", apis.SessionLogApi.as_view()),
 ]

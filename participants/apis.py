@@ -13,7 +13,7 @@ from orchestration import services as orchestration_services
 from orchestration.apis import _iso, session_payload
 from orchestration.models import SessionStatus
 from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictInteger, StrictSerializer
-from participants import selectors, services
+from participants import keys, selectors, services
 
 
 class ParticipantHealthApi(APIView):
@@ -110,3 +110,14 @@ class SupernodeSessionStopApi(APIView):
             session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS
         )
         return Response({"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id)})
+
+
+class SupernodeKeyApi(APIView):
+    """This site's SuperNode key pair: created once, the private key never leaves the site.
+
+    Give the returned public key to the coordinator (POST /api/coordinator/nodes/<node_id>/enroll).
+    """
+
+    def post(self, request: Request) -> Response:
+        node = orchestration_services.participant_node_ensure()
+        return Response({"node_id": str(node.pk), "public_key": keys.keypair_ensure(node)})

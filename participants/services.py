@@ -11,6 +11,7 @@ from orchestration import flower, selectors
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
 from orchestration.services import _emit_row, _invalid, session_request_stop, supervisor_require_alive
+from participants import keys
 
 
 @transaction.atomic
@@ -61,7 +62,11 @@ def supernode_request_start(
             f"clientappio_api_address: port {port} on {host} is already used by a running FedML process",
             field="clientappio_api_address",
         )
+    # With TLS, a node that has a SuperNode key authenticates with it (Flower's SuperNode auth
+    # needs TLS; the key is harmless where the SuperLink does not ask for it).
+    auth_key = keys.private_key_path(node) if not insecure else None
     runtime_config = {
+        "auth_private_key": str(auth_key) if auth_key else None,
         "superlink_address": f"{sl_host}:{sl_port}",
         "host": host,
         "port": port,

@@ -197,6 +197,7 @@ def test_schema_sql_builds_exactly_fedmls_tables(schema_sql_db: str, migrated_db
     assert TABLES == [
         "federated_runs",
         "log_lines",
+        "node_enrollments",
         "node_sessions",
         "nodes",
         "project_events",
