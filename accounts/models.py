@@ -30,3 +30,57 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.role} of {self.project}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for scripts and the dashboard's server side. Only its hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class SupabaseIdentity(models.Model):
+    """Maps a Supabase Auth user (the JWT's `sub`) to a FedML user."""
+
+    subject = models.CharField(max_length=200, unique=True)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="supabase_identity")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "supabase_identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} -> {self.user}"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where, and the outcome. Append-only."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    actor_label = models.CharField(max_length=200)  # kept if the user is deleted; "cli:<user>" for commands
+    action = models.CharField(max_length=60)
+    target = models.CharField(max_length=200, blank=True, default="")
+    outcome = models.CharField(max_length=10)  # ok | denied | error
+    remote_addr = models.CharField(max_length=64, blank=True, default="")
+    via = models.CharField(max_length=20, blank=True, default="")  # api | admin | command | websocket
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "audit_events"
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.outcome}"

@@ -55,3 +55,30 @@ def visible_node_id(user: Any, project: Project) -> Any | None:
     if membership is None or membership.role == NodeRole.COORDINATOR:
         return None
     return membership.node_id
+
+
+def membership_role(user: Any, project: Project) -> str | None:
+    membership = _membership(user, project.pk)
+    return membership.role if membership else None
+
+
+def can_control_federation(user: Any, project: Project) -> bool:
+    """SuperLink, runs and enrollments: staff or the project's coordinators."""
+    return is_staff(user) or membership_role(user, project) == NodeRole.COORDINATOR
+
+
+def can_view_node(user: Any, node: Any) -> bool:
+    if is_staff(user):
+        return True
+    membership = _membership(user, node.project_id)
+    if membership is None:
+        return False
+    return membership.role == NodeRole.COORDINATOR or membership.node_id == node.pk
+
+
+def can_control_node(user: Any, node: Any) -> bool:
+    """A node's SuperNodes: staff or the participant bound to that node (never another site)."""
+    if is_staff(user):
+        return True
+    membership = _membership(user, node.project_id)
+    return membership is not None and membership.role == NodeRole.PARTICIPANT and membership.node_id == node.pk

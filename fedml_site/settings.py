@@ -115,6 +115,12 @@ for _name, _value in (("COORDINATOR_NODE_ID", COORDINATOR_NODE_ID), ("PARTICIPAN
     if not _value.strip() or len(_value) > 200:
         raise ImproperlyConfigured(f"{_name} must be a non-empty identifier of at most 200 characters")
 SUPABASE_URL = env.str("SUPABASE_URL", default="")
+# Supabase Auth access tokens are verified locally: HS256 with the project's JWT secret, or its JWKS.
+SUPABASE_JWT_SECRET = env.str("SUPABASE_JWT_SECRET", default="")
+SUPABASE_JWKS_URL = env.str("SUPABASE_JWKS_URL", default="")
+SUPABASE_JWT_AUDIENCE = env.str("SUPABASE_JWT_AUDIENCE", default="authenticated")
+if SUPABASE_JWKS_URL and urlparse(SUPABASE_JWKS_URL).scheme != "https":
+    raise ImproperlyConfigured(f"SUPABASE_JWKS_URL must be an https URL, got {SUPABASE_JWKS_URL!r}")
 SUPABASE_KEY = env.str("SUPABASE_KEY", default="")
 if SUPABASE_URL and urlparse(SUPABASE_URL).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(f"SUPABASE_URL must be an http(s) URL, got {SUPABASE_URL!r}")
@@ -231,11 +237,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "orchestration.exception_handlers.fedml_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    # Authentication and roles arrive with the security issue; until then the API
-    # is meant for a trusted network, as the FastAPI services it replaces were.
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "UNAUTHENTICATED_USER": None,
+    # Bearer first: its WWW-Authenticate header makes unauthenticated requests a 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # enforces CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 LOGGING = {

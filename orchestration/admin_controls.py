@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
+from accounts.services import audit_record
 from orchestration import services
 from orchestration.errors import ApplicationError
 from participants import services as participant_services
@@ -80,8 +81,10 @@ def control_view(
         except ApplicationError as exc:
             field = f"{exc.field}: " if exc.field and not exc.message.startswith(exc.field) else ""
             messages.error(request, f"{title}: {field}{exc.message}")
+            _audit(request, title, "error", f"{field}{exc.message}")
         else:
             messages.success(request, summary)
+            _audit(request, title, "ok", summary)
             return HttpResponseRedirect("../")
     context = {
         **model_admin.admin_site.each_context(request),
@@ -90,6 +93,18 @@ def control_view(
         "opts": model_admin.model._meta,
     }
     return TemplateResponse(request, "admin/orchestration/control_form.html", context)
+
+
+def _audit(request: HttpRequest, title: str, outcome: str, detail: str) -> None:
+    audit_record(
+        actor=request.user,
+        action=title.lower().replace(" ", ".")[:60],
+        outcome=outcome,
+        target=request.path,
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        via="admin",
+        detail={"detail": detail[:500]},
+    )
 
 
 def start_superlink(data: dict[str, Any]) -> str:

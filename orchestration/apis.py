@@ -7,8 +7,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from accounts import permissions as access
+from accounts.drf import AuditedApiView, FederationControl, ProjectMember
 from orchestration import selectors, services
 from orchestration.models import FederatedRun, NodeSession, SessionStatus
 from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer
@@ -61,7 +62,9 @@ def session_payload(session: NodeSession | None) -> dict[str, Any] | None:
     }
 
 
-class CoordinatorHealthApi(APIView):
+class CoordinatorHealthApi(AuditedApiView):
+    permission_classes = [ProjectMember]
+
     def get(self, request: Request) -> Response:
         coordinator = services.coordinator_node_ensure()
         project = coordinator.project
@@ -98,7 +101,10 @@ class CoordinatorHealthApi(APIView):
         )
 
 
-class SuperlinkStartApi(APIView):
+class SuperlinkStartApi(AuditedApiView):
+    permission_classes = [FederationControl]
+    audit_action = "superlink.start"
+
     class InputSerializer(StrictSerializer):
         insecure = StrictBoolean(required=False, default=True)
         certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
@@ -124,7 +130,10 @@ class SuperlinkStartApi(APIView):
         )
 
 
-class SuperlinkStopApi(APIView):
+class SuperlinkStopApi(AuditedApiView):
+    permission_classes = [FederationControl]
+    audit_action = "superlink.stop"
+
     def post(self, request: Request) -> Response:
         node = services.coordinator_node_ensure()
         session = services.superlink_request_stop(node=node)
@@ -138,7 +147,10 @@ class SuperlinkStopApi(APIView):
         )
 
 
-class RunStartApi(APIView):
+class RunStartApi(AuditedApiView):
+    permission_classes = [FederationControl]
+    audit_action = "run.start"
+
     class InputSerializer(StrictSerializer):
         federation_name = StrictChar(required=False, default="production", max_length=64)
         stream = StrictBoolean(required=False, default=True)
@@ -168,7 +180,10 @@ class RunStartApi(APIView):
         )
 
 
-class RunStopApi(APIView):
+class RunStopApi(AuditedApiView):
+    permission_classes = [FederationControl]
+    audit_action = "run.stop"
+
     def post(self, request: Request) -> Response:
         project = services.project_ensure_default()
         run = services.run_request_stop(project=project)
@@ -176,27 +191,33 @@ class RunStopApi(APIView):
         return Response({"status": run.status, "run_id": str(run.id), "flower_run_id": run.flower_run_id or None})
 
 
-class RunActiveApi(APIView):
+class RunActiveApi(AuditedApiView):
+    permission_classes = [ProjectMember]
+
     def get(self, request: Request) -> Response:
         project = services.project_ensure_default()
         return Response({"run": run_payload(selectors.run_live(project=project))})
 
 
-class RunDetailApi(APIView):
+class RunDetailApi(AuditedApiView):
+    permission_classes = [ProjectMember]
+
     def get(self, request: Request, run_id: str) -> Response:
         run = selectors.run_get(run_id=run_id)
         if run is None:
             return Response({"detail": f"run {run_id} not found", "field": "run_id"}, status=404)
         payload = run_payload(run)
         assert payload is not None
+        # Participants see aggregated metrics only, never another node's.
+        per_node = access.can_view_per_node_metrics(request.user, run.project)
         payload["rounds"] = [
-            {"round": m.round, "phase": m.phase, "aggregated": m.aggregated, "per_node": m.per_node}
+            {"round": m.round, "phase": m.phase, "aggregated": m.aggregated, "per_node": m.per_node if per_node else {}}
             for m in selectors.round_metrics(run=run)
         ]
         return Response(payload)
 
 
-class SessionLogApi(APIView):
+class SessionLogApi(AuditedApiView):
     """Log lines of a session or run after (or before) a sequence number: the record itself.
 
     `after=N` pages forward; `before=N` pages backward (the newest `limit` lines below N),
@@ -216,6 +237,13 @@ class SessionLogApi(APIView):
         owner = selectors.session_get(session_id=owner_id) if kind == "sessions" else selectors.run_get(run_id=owner_id)
         if owner is None:
             return Response({"detail": f"{kind[:-1]} {owner_id} not found", "field": "id"}, status=404)
+        allowed = (
+            access.can_view_session(request.user, owner)
+            if kind == "sessions"
+            else access.can_view_run(request.user, owner)
+        )
+        if not allowed:
+            self.permission_denied(request, message=f"you may not read this {kind[:-1]}'s log")
         owner_filter = {"session": owner} if kind == "sessions" else {"run": owner}
         if before_seq is not None:
             lines = selectors.log_lines_before(**owner_filter, before=before_seq, limit=limit)
@@ -241,8 +269,11 @@ def _enrollment_body(enrollment: Any) -> dict[str, Any]:
     }
 
 
-class NodeEnrollApi(APIView):
+class NodeEnrollApi(AuditedApiView):
     """Register a participant node's SuperNode public key with the SuperLink (SuperNode auth)."""
+
+    permission_classes = [FederationControl]
+    audit_action = "node.enroll"
 
     class InputSerializer(StrictSerializer):
         public_key = StrictChar(max_length=2000)
@@ -259,8 +290,11 @@ class NodeEnrollApi(APIView):
         return Response(_enrollment_body(enrollment), status=code)
 
 
-class NodeRevokeApi(APIView):
+class NodeRevokeApi(AuditedApiView):
     """Unregister a node's key: its SuperNodes can no longer join the federation."""
+
+    permission_classes = [FederationControl]
+    audit_action = "node.revoke"
 
     def post(self, request: Request, node_id: str) -> Response:
         node = selectors.node_get(node_id=node_id)

@@ -24,6 +24,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts import permissions
+from accounts.middleware import SUBPROTOCOL
 from orchestration import streaming
 from orchestration.models import FederatedRun, NodeSession, Project, SessionKind
 
@@ -79,7 +80,8 @@ class FollowConsumer(AsyncWebsocketConsumer):
         self._acked_event = asyncio.Event()
         self._send_lock = asyncio.Lock()
         user = self.scope.get("user")
-        await self.accept()
+        # A client authenticating with a bearer subprotocol expects "fedml" back.
+        await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return

@@ -6,8 +6,8 @@ from django.conf import settings
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from accounts.drf import AuditedApiView, SiteControl, SiteView
 from orchestration import selectors as orchestration_selectors
 from orchestration import services as orchestration_services
 from orchestration.apis import _iso, session_payload
@@ -16,7 +16,9 @@ from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, Stri
 from participants import keys, selectors, services
 
 
-class ParticipantHealthApi(APIView):
+class ParticipantHealthApi(AuditedApiView):
+    permission_classes = [SiteView]
+
     def get(self, request: Request) -> Response:
         node = orchestration_services.participant_node_ensure()
         live = list(selectors.session_live_supernodes(node=node))
@@ -37,7 +39,10 @@ class ParticipantHealthApi(APIView):
         )
 
 
-class SupernodeStartApi(APIView):
+class SupernodeStartApi(AuditedApiView):
+    permission_classes = [SiteControl]
+    audit_action = "supernode.start"
+
     class InputSerializer(StrictSerializer):
         superlink_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         partition_id = StrictInteger(required=False, default=0, min_value=0, max_value=100000)
@@ -67,7 +72,10 @@ class SupernodeStartApi(APIView):
         )
 
 
-class SupernodeStopApi(APIView):
+class SupernodeStopApi(AuditedApiView):
+    permission_classes = [SiteControl]
+    audit_action = "supernode.stop"
+
     class InputSerializer(StrictSerializer):
         session_id = serializers.UUIDField(required=False, allow_null=True)
 
@@ -89,20 +97,27 @@ class SupernodeStopApi(APIView):
         )
 
 
-class SupernodeListApi(APIView):
+class SupernodeListApi(AuditedApiView):
+    permission_classes = [SiteView]
+
     def get(self, request: Request) -> Response:
         node = orchestration_services.participant_node_ensure()
         return Response({"supernodes": [session_payload(s) for s in selectors.session_live_supernodes(node=node)]})
 
 
-class SupernodeDetailApi(APIView):
+class SupernodeDetailApi(AuditedApiView):
+    permission_classes = [SiteView]
+
     def get(self, request: Request, session_id: str) -> Response:
         node = orchestration_services.participant_node_ensure()
         session = orchestration_services.session_get_or_404(session_id=session_id, node=node)
         return Response(session_payload(session))
 
 
-class SupernodeSessionStopApi(APIView):
+class SupernodeSessionStopApi(AuditedApiView):
+    permission_classes = [SiteControl]
+    audit_action = "supernode.stop"
+
     def post(self, request: Request, session_id: str) -> Response:
         node = orchestration_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=session_id)
@@ -112,11 +127,14 @@ class SupernodeSessionStopApi(APIView):
         return Response({"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id)})
 
 
-class SupernodeKeyApi(APIView):
+class SupernodeKeyApi(AuditedApiView):
     """This site's SuperNode key pair: created once, the private key never leaves the site.
 
     Give the returned public key to the coordinator (POST /api/coordinator/nodes/<node_id>/enroll).
     """
+
+    permission_classes = [SiteControl]
+    audit_action = "supernode.keys"
 
     def post(self, request: Request) -> Response:
         node = orchestration_services.participant_node_ensure()

@@ -85,6 +85,7 @@ class Stack:
     web_port: int
     superlink_port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    token: str = ""  # a staff user's API token, sent with every request
 
     @property
     def base_url(self) -> str:
@@ -102,9 +103,10 @@ class Stack:
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60
     ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own loopback server
                 return resp.status, json.loads(resp.read() or b"null")
@@ -210,6 +212,15 @@ class Stack:
         return processes_mentioning(str(self.tmp))
 
 
+def staff_token() -> str:
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import api_token_create
+
+    user = get_user_model().objects.create_user(username="operator", password="pw-123456-xyz", is_staff=True)
+    return api_token_create(user=user, name="tests", actor="tests", via="tests")[1]
+
+
 @contextlib.contextmanager
 def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Daphne + the supervisor on the test database, with their own data, log and app dirs."""
@@ -229,7 +240,7 @@ def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> It
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port)
+    s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port, token=staff_token())
     try:
         s.start_web()
         s.start_supervisor()

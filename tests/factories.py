@@ -55,3 +55,16 @@ class SupervisorHeartbeatFactory(factory.django.DjangoModelFactory):
     pid = 1
     started_at = factory.LazyFunction(timezone.now)
     beat_at = factory.LazyFunction(timezone.now)
+
+
+def staff_api_client() -> object:
+    """A DRF test client signed in as staff (who may do everything the API offers)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    user = get_user_model().objects.create_user(
+        username=f"staff-{uuid.uuid4().hex[:8]}", password="pw-123456-xyz", is_staff=True
+    )
+    client = APIClient()
+    client.force_authenticate(user)
+    return client

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import Node, Project
-from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
 
 COORDINATOR = "/api/coordinator/health"
 PARTICIPANT = "/api/participant/health"
@@ -34,7 +34,7 @@ PARTICIPANT_FIELDS = {"supernode_running", "started_at", "log_path", "session_id
 def client(settings, tmp_path: Path) -> APIClient:
     settings.STATIC_ROOT = tmp_path / "static"
     settings.STATIC_ROOT.mkdir()
-    return APIClient()
+    return staff_api_client()
 
 
 # ---------------------------------------------------------------- coordinator
@@ -218,6 +218,6 @@ def test_participant_health_after_the_supernode_ended_reports_the_latest_session
 def test_health_through_the_middleware_stack_does_not_warn_with_the_configured_static_root():
     # No STATIC_ROOT override: a fresh checkout has never run collectstatic, and WhiteNoise
     # warns "No directory at: .../static/" on every worker start (an error under pytest).
-    response = APIClient().get(COORDINATOR)
+    response = staff_api_client().get(COORDINATOR)
 
     assert response.status_code == 200

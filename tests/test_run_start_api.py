@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import FederatedRun
-from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "/api/coordinator/runs/start"
@@ -32,7 +32,7 @@ def client(settings, tmp_path: Path, app_dir: Path) -> APIClient:
     # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
     settings.STATIC_ROOT = tmp_path / "static"
     settings.STATIC_ROOT.mkdir()
-    return APIClient()
+    return staff_api_client()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
-from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
 
 START = "/api/coordinator/superlink/start"
 STOP = "/api/coordinator/superlink/stop"
@@ -20,7 +20,7 @@ def client(settings, tmp_path: Path) -> APIClient:
     # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
     settings.STATIC_ROOT = tmp_path / "static"
     settings.STATIC_ROOT.mkdir()
-    return APIClient()
+    return staff_api_client()
 
 
 @pytest.fixture

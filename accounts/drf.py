@@ -1,0 +1,75 @@
+"""DRF permission classes over accounts.permissions (the one place the rules live)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts import permissions
+from accounts.services import audit_record
+from orchestration import services
+
+
+class FederationControl(BasePermission):
+    message = "only the project's coordinators may control the SuperLink, runs and enrollments"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return permissions.can_control_federation(request.user, services.project_ensure_default())
+
+
+class ProjectMember(BasePermission):
+    message = "only members of the project may see this"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return permissions.can_view_project(request.user, services.project_ensure_default())
+
+
+class SiteControl(BasePermission):
+    message = "only this site's participant may control its SuperNodes"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return permissions.can_control_node(request.user, services.participant_node_ensure())
+
+
+class SiteView(BasePermission):
+    message = "only this site's participant or the project's coordinators may see this"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return permissions.can_view_node(request.user, services.participant_node_ensure())
+
+
+class AuditedApiView(APIView):
+    """Every control action and every refusal goes to the audit log, from one place."""
+
+    audit_action: str | None = None  # set on views that change something
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        self._audit(request, outcome="denied", detail={"reason": str(message or "")})
+        super().permission_denied(request, message=message, code=code)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.audit_action and request.method == "POST" and not getattr(self, "_audited", False):
+            code = response.status_code
+            outcome = "ok" if code < 400 else ("denied" if code in (401, 403) else "error")
+            detail = {"status": code}
+            if isinstance(getattr(response, "data", None), dict):
+                detail.update(
+                    {k: response.data[k] for k in ("session_id", "run_id", "field", "detail") if k in response.data}
+                )
+            self._audit(request, outcome=outcome, detail=detail)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def _audit(self, request: Request, *, outcome: str, detail: dict[str, Any]) -> None:
+        self._audited = True
+        audit_record(
+            actor=getattr(request, "user", None),
+            action=self.audit_action or f"{request.method} {request.path}"[:60],
+            outcome=outcome,
+            target=request.path,
+            remote_addr=request.META.get("REMOTE_ADDR", ""),
+            via="api",
+            detail={k: str(v)[:500] for k, v in detail.items()},
+        )

@@ -1,0 +1,101 @@
+"""Writes for identities, roles, tokens and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiToken, AuditEvent, Membership
+from orchestration.errors import Conflict, InvalidInput, NotFound
+from orchestration.models import Node, NodeRole, Project
+
+TOKEN_PREFIX = "fedml"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def audit_record(
+    *,
+    actor: Any,
+    action: str,
+    outcome: str,
+    target: str = "",
+    remote_addr: str = "",
+    via: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    label = str(actor) if isinstance(actor, str) else (user.get_username() if user else "anonymous")
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_label=label[:200],
+        action=action[:60],
+        target=str(target)[:200],
+        outcome=outcome,
+        remote_addr=remote_addr[:64],
+        via=via,
+        detail=detail or {},
+    )
+
+
+@transaction.atomic
+def api_token_create(*, user: AbstractBaseUser, name: str, actor: Any, via: str) -> tuple[ApiToken, str]:
+    """Create a token; the secret is returned once and only its hash is kept."""
+    if not name or len(name) > 100:
+        raise InvalidInput("name must be 1-100 characters", field="name")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(secret))
+    audit_record(actor=actor, action="token.create", outcome="ok", target=f"token {prefix} for {user}", via=via)
+    return token, f"{TOKEN_PREFIX}_{prefix}_{secret}"
+
+
+@transaction.atomic
+def api_token_revoke(*, prefix: str, actor: Any, via: str) -> ApiToken:
+    token = ApiToken.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if token is None:
+        raise NotFound(f"no active token with prefix {prefix!r}", field="prefix")
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    audit_record(actor=actor, action="token.revoke", outcome="ok", target=f"token {prefix}", via=via)
+    token.refresh_from_db()
+    return token
+
+
+def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
+    """The user of a presented token, or None. Constant-time comparison of the hash."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    token = ApiToken.objects.select_related("user").filter(prefix=parts[1], revoked_at__isnull=True).first()
+    if token is None or not hmac.compare_digest(token.key_hash, _hash(parts[2])):
+        return None
+    if not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+@transaction.atomic
+def membership_set(
+    *, user: AbstractBaseUser, project: Project, role: str, node: Node | None, actor: Any, via: str
+) -> Membership:
+    """Give a user a role in a project (a participant is bound to one of the project's nodes)."""
+    if role not in NodeRole.values:
+        raise InvalidInput(f"role must be one of {', '.join(NodeRole.values)}", field="role")
+    if role == NodeRole.PARTICIPANT and (node is None or node.project_id != project.pk):
+        raise InvalidInput("a participant must be bound to one of the project's nodes", field="node")
+    if role == NodeRole.COORDINATOR and node is not None and node.role != NodeRole.COORDINATOR:
+        raise Conflict("a coordinator cannot be bound to a participant node", field="node")
+    membership, _ = Membership.objects.update_or_create(
+        user=user, project=project, defaults={"role": role, "node": node if role == NodeRole.PARTICIPANT else node}
+    )
+    audit_record(actor=actor, action="role.set", outcome="ok", target=f"{user} {role} of {project.slug}", via=via)
+    return membership
