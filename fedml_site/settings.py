@@ -20,7 +20,7 @@ environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else Non
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$", re.ASCII)
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -100,6 +100,9 @@ START_WAIT_SECONDS = _float("FEDML_START_WAIT_SECONDS", 10.0, minimum=0.5)
 SUPERVISOR_STALE_SECONDS = _float("FEDML_SUPERVISOR_STALE_SECONDS", 6.0, minimum=1.0)
 # SIGTERM, then SIGKILL after this many seconds.
 STOP_TIMEOUT_SECONDS = _float("FEDML_STOP_TIMEOUT_SECONDS", 15.0, minimum=0.5)
+# API request bodies are small JSON objects; anything bigger is refused (400, field "body").
+FEDML_MAX_BODY_BYTES = _int("FEDML_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = FEDML_MAX_BODY_BYTES
 # Newest lines kept in the log_stream column (the full log is the log_lines table).
 LOG_TAIL_LINES = _int("FEDML_LOG_TAIL_LINES", 200, minimum=1)
 
@@ -236,7 +239,7 @@ WHITENOISE_USE_FINDERS = True
 REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "orchestration.exception_handlers.fedml_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orchestration.parsers.LimitedJSONParser"],
     # Bearer first: its WWW-Authenticate header makes unauthenticated requests a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.BearerAuthentication",

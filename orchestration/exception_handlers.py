@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -29,6 +30,8 @@ def fedml_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
         field, message = _first_field(exc.detail)
         detail = f"{field}: {message}" if field else message
         return Response({"detail": detail, "field": field, "errors": exc.detail}, status=400)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "body: the request body is too large", "field": "body"}, status=400)
     if isinstance(exc, exceptions.ParseError):
         return Response({"detail": f"body: {exc.detail}", "field": "body"}, status=400)
     return exception_handler(exc, context)

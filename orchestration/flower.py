@@ -21,8 +21,9 @@ ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 RUN_STARTED_RE = re.compile(r"Successfully started run (\d+)")
 METRICS_PREFIX = "FEDML_METRICS "
 ARTIFACT_PREFIX = "FEDML_ARTIFACT "
+# re.ASCII everywhere input is checked: Python's \d also matches other scripts' digits ("９１９１").
 HOST_PORT_RE = re.compile(
-    r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):(?P<port>\d{1,5})$"
+    r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):(?P<port>\d{1,5})$", re.ASCII
 )
 CONFIG_KEY_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 CURRENT_RUN_ID_KEY = "current-run-id"
@@ -106,15 +107,15 @@ RUN_EXTRA_FLAGS: dict[str, str | None] = {
     "--run-config": "run-config",
 }
 _TOML_SCALAR = r'(?:"[^"\\\n]{0,200}"|-?\d{1,18}(?:\.\d{1,18})?(?:[eE][-+]?\d{1,3})?|true|false)'
-_RUN_CONFIG_PAIR = re.compile(rf"^(?P<key>[a-z][a-z0-9-]{{0,63}})=(?P<value>{_TOML_SCALAR})$")
+_RUN_CONFIG_PAIR = re.compile(rf"^(?P<key>[a-z][a-z0-9-]{{0,63}})=(?P<value>{_TOML_SCALAR})$", re.ASCII)
 
 
 def _check_value(flag: str, shape: str, value: str, *, field: str) -> None:
     if shape == "int":
-        if not re.fullmatch(r"\d{1,9}", value):
+        if not re.fullmatch(r"\d{1,9}", value, re.ASCII):
             raise FlowerArgError(field, f"{flag} takes a non-negative integer, got {value!r}")
     elif shape == "float":
-        if not re.fullmatch(r"\d{1,9}(\.\d{1,6})?", value):
+        if not re.fullmatch(r"\d{1,9}(\.\d{1,6})?", value, re.ASCII):
             raise FlowerArgError(field, f"{flag} takes a non-negative number, got {value!r}")
     elif shape == "address":
         parse_host_port(value, field=field)

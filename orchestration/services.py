@@ -320,7 +320,7 @@ def run_request_start(
                 key, _, value = pair.partition("=")
                 overrides[key] = value.strip('"')
     rounds = overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0))
-    if not re.fullmatch(r"\d{1,9}", str(rounds)):
+    if not re.fullmatch(r"\d{1,9}", str(rounds), re.ASCII):
         raise InvalidInput(f"num-server-rounds must be a non-negative integer, got {rounds!r}", field="extra_args")
     num_rounds = int(rounds)
     supervisor_require_alive()
