@@ -79,8 +79,30 @@ def _origins(name: str) -> list[str]:
 
 
 DEBUG = _bool("DJANGO_DEBUG", False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="fedml-insecure-development-key-change-me-in-production")
+_DEV_SECRET_KEY = "fedml-insecure-development-key-change-me-in-production"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# FEDML_PRODUCTION=true turns on everything `manage.py check --deploy` asks for. The embedded
+# default serves plain HTTP on localhost, where secure-only cookies would make signing in impossible.
+PRODUCTION = _bool("FEDML_PRODUCTION", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be false when FEDML_PRODUCTION is true")
+if PRODUCTION and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random value of at least 50 characters in production")
+SECURE_SSL_REDIRECT = _bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+SESSION_COOKIE_SECURE = _bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = _int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = _bool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients):
+# DJANGO_BEHIND_TLS_PROXY=true. Never set it when clients can reach Daphne directly.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("DJANGO_BEHIND_TLS_PROXY", False) else None
 
 # --- FedML ------------------------------------------------------------------
 DATA_DIR = _path("FEDML_DATA_DIR", BASE_DIR / "var")
