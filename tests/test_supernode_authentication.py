@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.models import LogLine, NodeEnrollment, NodeSession
+from orchestration.models import FederatedRun, LogLine, NodeEnrollment, NodeSession
 from tests.conftest import Stack, wait_until
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
@@ -20,7 +20,7 @@ def _start_supernode(stack: Stack, partition: int) -> dict:
     return body
 
 
-def test_enrolled_supernode_joins_and_a_revoked_one_is_refused(stack: Stack) -> None:
+def test_enrolled_supernode_trains_over_tls_and_a_revoked_one_is_refused(stack: Stack) -> None:
     stack.manage("create_certificates", "--name", "tls", "--host", "127.0.0.1")
     status, body = stack.post(
         "/api/coordinator/superlink/start",
@@ -51,6 +51,14 @@ def test_enrolled_supernode_joins_and_a_revoked_one_is_refused(stack: Stack) -> 
         timeout=60,
         message="registered SuperNode joins",
     )
+
+    # A federation over TLS with the authenticated SuperNode trains a round.
+    status, run = stack.post(
+        "/api/coordinator/runs/start", {"extra_args": ["--run-config", "num-server-rounds=1 min-nodes=1"]}
+    )
+    assert status == 201, run
+    wait_until(lambda: FederatedRun.objects.get(pk=run["run_id"]).ended_at is not None, timeout=180, message="run")
+    assert FederatedRun.objects.get(pk=run["run_id"]).status == "completed"
 
     status, revoked = stack.post(f"/api/coordinator/nodes/{keys['node_id']}/revoke")
     assert status == 200 and revoked["status"] == "revoked", revoked
