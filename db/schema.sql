@@ -9,6 +9,13 @@
 -- A database built from this file has no django_migrations rows: to manage it with
 -- Django afterwards, run `python manage.py migrate orchestration --fake`.
 
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN; END IF;
+END $$;
+
 --
 -- PostgreSQL database dump
 --
@@ -456,6 +463,251 @@ ALTER TABLE ONLY public.project_events
 
 ALTER TABLE ONLY public.round_metrics
     ADD CONSTRAINT round_metrics_run_id_fkey FOREIGN KEY (run_id) REFERENCES public.federated_runs(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED;
+
+--
+-- Name: federated_runs; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.federated_runs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: federated_runs federated_runs_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY federated_runs_read ON public.federated_runs FOR SELECT TO authenticated USING (((project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])));
+
+--
+-- Name: federated_runs federated_runs_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY federated_runs_service ON public.federated_runs TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: log_lines; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.log_lines ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: log_lines log_lines_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY log_lines_read ON public.log_lines FOR SELECT TO authenticated USING (((session_id IN ( SELECT s.id
+   FROM (public.node_sessions s
+     JOIN public.nodes n ON ((n.id = s.node_id)))
+  WHERE (((n.project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])) AND ((((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_role}'::text[]) = 'coordinator'::text) OR ((s.node_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_node_id}'::text[])))))) OR (run_id IN ( SELECT r.id
+   FROM public.federated_runs r
+  WHERE ((r.project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[]))))));
+
+--
+-- Name: log_lines log_lines_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY log_lines_service ON public.log_lines TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: node_enrollments; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.node_enrollments ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: node_enrollments node_enrollments_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY node_enrollments_read ON public.node_enrollments FOR SELECT TO authenticated USING (((node_id IN ( SELECT n.id
+   FROM public.nodes n
+  WHERE ((n.project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])))) AND ((((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_role}'::text[]) = 'coordinator'::text) OR ((node_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_node_id}'::text[])))));
+
+--
+-- Name: node_enrollments node_enrollments_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY node_enrollments_service ON public.node_enrollments TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: node_sessions; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.node_sessions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: node_sessions node_sessions_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY node_sessions_read ON public.node_sessions FOR SELECT TO authenticated USING (((node_id IN ( SELECT n.id
+   FROM public.nodes n
+  WHERE ((n.project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])))) AND ((((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_role}'::text[]) = 'coordinator'::text) OR ((node_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_node_id}'::text[])))));
+
+--
+-- Name: node_sessions node_sessions_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY node_sessions_service ON public.node_sessions TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: nodes; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.nodes ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: nodes nodes_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY nodes_read ON public.nodes FOR SELECT TO authenticated USING (((project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])));
+
+--
+-- Name: nodes nodes_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY nodes_service ON public.nodes TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: project_events; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.project_events ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: project_events project_events_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY project_events_read ON public.project_events FOR SELECT TO authenticated USING ((((project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])) AND ((((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_role}'::text[]) = 'coordinator'::text) OR ((type)::text = ANY ((ARRAY['run.status'::character varying, 'run.deleted'::character varying])::text[])) OR ((payload ->> 'node_id'::text) = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_node_id}'::text[])))));
+
+--
+-- Name: project_events project_events_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY project_events_service ON public.project_events TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: projects; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.projects ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: projects projects_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY projects_read ON public.projects FOR SELECT TO authenticated USING (((id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[])));
+
+--
+-- Name: projects projects_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY projects_service ON public.projects TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: round_metrics; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.round_metrics ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: round_metrics round_metrics_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY round_metrics_read ON public.round_metrics FOR SELECT TO authenticated USING (((((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_role}'::text[]) = 'coordinator'::text) AND (run_id IN ( SELECT r.id
+   FROM public.federated_runs r
+  WHERE ((r.project_id)::text = ((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_project_id}'::text[]))))));
+
+--
+-- Name: round_metrics round_metrics_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY round_metrics_service ON public.round_metrics TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: supervisor_heartbeats; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.supervisor_heartbeats ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: supervisor_heartbeats supervisor_heartbeats_read; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY supervisor_heartbeats_read ON public.supervisor_heartbeats FOR SELECT TO authenticated USING ((((COALESCE(NULLIF(current_setting('request.jwt.claims'::text, true), ''::text), '{}'::text))::jsonb #>> '{app_metadata,fedml_role}'::text[]) = 'coordinator'::text));
+
+--
+-- Name: supervisor_heartbeats supervisor_heartbeats_service; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY supervisor_heartbeats_service ON public.supervisor_heartbeats TO service_role USING (true) WITH CHECK (true);
+
+--
+-- Name: TABLE federated_runs; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.federated_runs TO anon;
+GRANT SELECT ON TABLE public.federated_runs TO authenticated;
+GRANT ALL ON TABLE public.federated_runs TO service_role;
+
+--
+-- Name: TABLE log_lines; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.log_lines TO anon;
+GRANT SELECT ON TABLE public.log_lines TO authenticated;
+GRANT ALL ON TABLE public.log_lines TO service_role;
+
+--
+-- Name: TABLE node_enrollments; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.node_enrollments TO anon;
+GRANT SELECT ON TABLE public.node_enrollments TO authenticated;
+GRANT ALL ON TABLE public.node_enrollments TO service_role;
+
+--
+-- Name: TABLE node_sessions; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.node_sessions TO anon;
+GRANT SELECT ON TABLE public.node_sessions TO authenticated;
+GRANT ALL ON TABLE public.node_sessions TO service_role;
+
+--
+-- Name: TABLE nodes; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.nodes TO anon;
+GRANT SELECT ON TABLE public.nodes TO authenticated;
+GRANT ALL ON TABLE public.nodes TO service_role;
+
+--
+-- Name: TABLE project_events; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.project_events TO anon;
+GRANT SELECT ON TABLE public.project_events TO authenticated;
+GRANT ALL ON TABLE public.project_events TO service_role;
+
+--
+-- Name: TABLE projects; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.projects TO anon;
+GRANT SELECT ON TABLE public.projects TO authenticated;
+GRANT ALL ON TABLE public.projects TO service_role;
+
+--
+-- Name: TABLE round_metrics; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.round_metrics TO anon;
+GRANT SELECT ON TABLE public.round_metrics TO authenticated;
+GRANT ALL ON TABLE public.round_metrics TO service_role;
+
+--
+-- Name: TABLE supervisor_heartbeats; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.supervisor_heartbeats TO anon;
+GRANT SELECT ON TABLE public.supervisor_heartbeats TO authenticated;
+GRANT ALL ON TABLE public.supervisor_heartbeats TO service_role;
 
 --
 -- PostgreSQL database dump complete

@@ -43,6 +43,16 @@ HEADER = """\
 -- Django afterwards, run `python manage.py migrate orchestration --fake`.
 """
 
+# Supabase has these roles; plain PostgreSQL gets them (NOLOGIN) so the policies apply there too.
+ROLES_BLOCK = """\
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN; END IF;
+END $$;
+"""
+
 # pg_dump lines that are either nondeterministic or would leak into the applying session:
 # \restrict/\unrestrict carry a random key (and are psql-only meta-commands that break
 # cursor.execute()); "Dumped from/by" names versions; the session SETs and the empty
@@ -143,11 +153,12 @@ def generate(admin_url: str) -> str:
             [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "migrate", "--noinput", "-v", "0"],
             env=env,
         )
-        argv = [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-comments", "--strict-names"]
+        # Privileges stay in: the GRANTs to Supabase's roles are part of the row-level security.
+        argv = [pg_dump, "--schema-only", "--no-owner", "--no-comments", "--strict-names"]
         for table in tables:
             argv += ["-t", f'public."{table}"']  # quoted: exact name, no pattern matching
         dump = _run("pg_dump", [*argv, "--dbname", url])
-    return f"{HEADER}\n{clean_dump(dump)}\n{realtime_block(tables)}"
+    return f"{HEADER}\n{ROLES_BLOCK}\n{clean_dump(dump)}\n{realtime_block(tables)}"
 
 
 class Command(BaseCommand):
