@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
 from orchestration import selectors
 
@@ -13,6 +15,12 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="schema"),
+    path(
+        "api/schema/ui/",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny]),
+        name="schema-ui",
+    ),
     path("health", health),
     path("admin/", admin.site.urls),
     path("api/coordinator/", include("orchestration.urls")),

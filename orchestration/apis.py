@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,7 +13,14 @@ from accounts import permissions as access
 from accounts.drf import AuditedApiView, FederationControl, ProjectMember
 from orchestration import selectors, services
 from orchestration.models import FederatedRun, NodeSession, SessionStatus
+from orchestration.openapi import documented
 from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer
+
+LOG_PARAMETERS = [
+    OpenApiParameter("after", int, description="lines with seq greater than this"),
+    OpenApiParameter("before", int, description="the newest `limit` lines with seq less than this"),
+    OpenApiParameter("limit", int, description="at most this many lines (1-5000)"),
+]
 
 
 def _iso(value: Any) -> str | None:
@@ -65,6 +73,7 @@ def session_payload(session: NodeSession | None) -> dict[str, Any] | None:
 class CoordinatorHealthApi(AuditedApiView):
     permission_classes = [ProjectMember]
 
+    @documented(ok={200: "coordinator state and supervisor liveness"}, errors=())
     def get(self, request: Request) -> Response:
         coordinator = services.coordinator_node_ensure()
         project = coordinator.project
@@ -106,11 +115,17 @@ class SuperlinkStartApi(AuditedApiView):
     audit_action = "superlink.start"
 
     class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "SuperlinkStartInput"  # a unique OpenAPI component name
+
         insecure = StrictBoolean(required=False, default=True)
         certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
         listen_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         extra_args = ExtraArgs()
 
+    @documented(
+        ok={201: "started: status, pid, log_path, session_id"}, errors=(400, 409, 502, 503), request=InputSerializer
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -134,6 +149,7 @@ class SuperlinkStopApi(AuditedApiView):
     permission_classes = [FederationControl]
     audit_action = "superlink.stop"
 
+    @documented(ok={200: "stopped or stopping"}, errors=(409,), request=None)
     def post(self, request: Request) -> Response:
         node = services.coordinator_node_ensure()
         session = services.superlink_request_stop(node=node)
@@ -152,11 +168,19 @@ class RunStartApi(AuditedApiView):
     audit_action = "run.start"
 
     class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "RunStartInput"  # a unique OpenAPI component name
+
         federation_name = StrictChar(required=False, default="production", max_length=64)
         stream = StrictBoolean(required=False, default=True)
         extra_args = ExtraArgs()
         label = StrictChar(required=False, default="", allow_blank=True, max_length=200)
 
+    @documented(
+        ok={201: "started: status, pid, log_path, run_id, session_id"},
+        errors=(400, 409, 502, 503),
+        request=InputSerializer,
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -184,6 +208,7 @@ class RunStopApi(AuditedApiView):
     permission_classes = [FederationControl]
     audit_action = "run.stop"
 
+    @documented(ok={200: "the run's status after the stop request"}, errors=(409,), request=None)
     def post(self, request: Request) -> Response:
         project = services.project_ensure_default()
         run = services.run_request_stop(project=project)
@@ -194,6 +219,7 @@ class RunStopApi(AuditedApiView):
 class RunActiveApi(AuditedApiView):
     permission_classes = [ProjectMember]
 
+    @documented(ok={200: "{run: ... or null}"}, errors=())
     def get(self, request: Request) -> Response:
         project = services.project_ensure_default()
         return Response({"run": run_payload(selectors.run_live(project=project))})
@@ -202,6 +228,7 @@ class RunActiveApi(AuditedApiView):
 class RunDetailApi(AuditedApiView):
     permission_classes = [ProjectMember]
 
+    @documented(ok={200: "the run with its per-round metrics"}, errors=(404,))
     def get(self, request: Request, run_id: str) -> Response:
         run = selectors.run_get(run_id=run_id)
         if run is None:
@@ -224,6 +251,7 @@ class SessionLogApi(AuditedApiView):
     which the admin's log panel uses to load older lines on scroll.
     """
 
+    @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
     def get(self, request: Request, kind: str, owner_id: str) -> Response:
         try:
             after = int(request.query_params.get("after", "0"))
@@ -276,8 +304,14 @@ class NodeEnrollApi(AuditedApiView):
     audit_action = "node.enroll"
 
     class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "NodeEnrollInput"  # a unique OpenAPI component name
+
         public_key = StrictChar(max_length=2000)
 
+    @documented(
+        ok={201: "registered", 202: "not yet registered"}, errors=(400, 404, 409, 502, 503), request=InputSerializer
+    )
     def post(self, request: Request, node_id: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -296,6 +330,7 @@ class NodeRevokeApi(AuditedApiView):
     permission_classes = [FederationControl]
     audit_action = "node.revoke"
 
+    @documented(ok={200: "revoked", 202: "revocation pending"}, errors=(404, 409, 503), request=None)
     def post(self, request: Request, node_id: str) -> Response:
         node = selectors.node_get(node_id=node_id)
         if node is None:

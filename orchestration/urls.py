@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import path
 
 from orchestration import apis
 
@@ -14,5 +14,6 @@ urlpatterns = [
     path("runs/<uuid:run_id>", apis.RunDetailApi.as_view()),
     path("nodes/<uuid:node_id>/enroll", apis.NodeEnrollApi.as_view()),
     path("nodes/<uuid:node_id>/revoke", apis.NodeRevokeApi.as_view()),
-    re_path(r"^(?P<kind>sessions|runs)/(?P<owner_id>[0-9a-f-]{36})/logs$", apis.SessionLogApi.as_view()),
+    path("sessions/<uuid:owner_id>/logs", apis.SessionLogApi.as_view(), {"kind": "sessions"}),
+    path("runs/<uuid:owner_id>/logs", apis.SessionLogApi.as_view(), {"kind": "runs"}),
 ]

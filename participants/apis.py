@@ -12,6 +12,7 @@ from orchestration import selectors as orchestration_selectors
 from orchestration import services as orchestration_services
 from orchestration.apis import _iso, session_payload
 from orchestration.models import SessionStatus
+from orchestration.openapi import documented
 from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictInteger, StrictSerializer
 from participants import keys, selectors, services
 
@@ -19,6 +20,7 @@ from participants import keys, selectors, services
 class ParticipantHealthApi(AuditedApiView):
     permission_classes = [SiteView]
 
+    @documented(ok={200: "this site's SuperNodes and supervisor liveness"}, errors=())
     def get(self, request: Request) -> Response:
         node = orchestration_services.participant_node_ensure()
         live = list(selectors.session_live_supernodes(node=node))
@@ -44,6 +46,9 @@ class SupernodeStartApi(AuditedApiView):
     audit_action = "supernode.start"
 
     class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "SupernodeStartInput"  # a unique OpenAPI component name
+
         superlink_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         partition_id = StrictInteger(required=False, default=0, min_value=0, max_value=100000)
         num_partitions = StrictInteger(required=False, default=1, min_value=1, max_value=100000)
@@ -52,6 +57,9 @@ class SupernodeStartApi(AuditedApiView):
         certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
         extra_args = ExtraArgs()
 
+    @documented(
+        ok={201: "started: status, pid, log_path, session_id"}, errors=(400, 409, 502, 503), request=InputSerializer
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -77,8 +85,12 @@ class SupernodeStopApi(AuditedApiView):
     audit_action = "supernode.stop"
 
     class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "SupernodeStopInput"  # a unique OpenAPI component name
+
         session_id = serializers.UUIDField(required=False, allow_null=True)
 
+    @documented(ok={200: "stopped or stopping"}, errors=(400, 409), request=InputSerializer)
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
@@ -100,6 +112,7 @@ class SupernodeStopApi(AuditedApiView):
 class SupernodeListApi(AuditedApiView):
     permission_classes = [SiteView]
 
+    @documented(ok={200: "{supernodes: [...]}"}, errors=(), operation_id="participant_supernodes_list")
     def get(self, request: Request) -> Response:
         node = orchestration_services.participant_node_ensure()
         return Response({"supernodes": [session_payload(s) for s in selectors.session_live_supernodes(node=node)]})
@@ -108,6 +121,7 @@ class SupernodeListApi(AuditedApiView):
 class SupernodeDetailApi(AuditedApiView):
     permission_classes = [SiteView]
 
+    @documented(ok={200: "one SuperNode session"}, errors=(404,))
     def get(self, request: Request, session_id: str) -> Response:
         node = orchestration_services.participant_node_ensure()
         session = orchestration_services.session_get_or_404(session_id=session_id, node=node)
@@ -118,6 +132,7 @@ class SupernodeSessionStopApi(AuditedApiView):
     permission_classes = [SiteControl]
     audit_action = "supernode.stop"
 
+    @documented(ok={200: "stopped or stopping"}, errors=(404, 409), request=None)
     def post(self, request: Request, session_id: str) -> Response:
         node = orchestration_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=session_id)
@@ -136,6 +151,7 @@ class SupernodeKeyApi(AuditedApiView):
     permission_classes = [SiteControl]
     audit_action = "supernode.keys"
 
+    @documented(ok={200: "{node_id, public_key}"}, errors=(), request=None)
     def post(self, request: Request) -> Response:
         node = orchestration_services.participant_node_ensure()
         return Response({"node_id": str(node.pk), "public_key": keys.keypair_ensure(node)})

@@ -54,7 +54,9 @@ def _forward(apps, schema_editor) -> None:
         schema_editor.execute(f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY')
         schema_editor.execute(f'GRANT SELECT ON "{table}" TO anon, authenticated')
         schema_editor.execute(f'GRANT ALL ON "{table}" TO service_role')
-        schema_editor.execute(f'CREATE POLICY "{table}_read" ON "{table}" FOR SELECT TO authenticated USING ({condition})')
+        schema_editor.execute(
+            f'CREATE POLICY "{table}_read" ON "{table}" FOR SELECT TO authenticated USING ({condition})'
+        )
         schema_editor.execute(
             f'CREATE POLICY "{table}_service" ON "{table}" FOR ALL TO service_role USING (true) WITH CHECK (true)'
         )
