@@ -62,7 +62,7 @@ def _control_url(model_admin: admin.ModelAdmin, route: str, title: str, form_cla
 
 @admin.register(NodeSession)
 class NodeSessionAdmin(admin.ModelAdmin):
-    list_display = ("id", "node", "kind", "status", "pid", "started_at", "ended_at", "exit_code", "signal")
+    list_display = ("id", "node", "kind", "status", "transport", "pid", "started_at", "ended_at", "exit_code", "signal")
     list_filter = ("kind", "status", "node")
     readonly_fields = ("id", "node", *SESSION_STATUS_FIELDS)
     actions = ["stop_sessions"]
@@ -77,6 +77,11 @@ class NodeSessionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are started through the services (API, commands, actions)
+
+    @admin.display(description="transport")
+    def transport(self, obj: NodeSession) -> str:
+        # Insecure mode is for local development only: say so wherever a session is listed.
+        return "INSECURE (no TLS)" if obj.runtime_config.get("insecure", True) else "TLS"
 
     @admin.action(description="Stop selected sessions")
     def stop_sessions(self, request: HttpRequest, queryset: QuerySet[NodeSession]) -> None:

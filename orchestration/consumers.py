@@ -25,6 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts import permissions
 from accounts.middleware import SUBPROTOCOL
+from accounts.services import audit_record
 from orchestration import streaming
 from orchestration.models import FederatedRun, NodeSession, Project, SessionKind
 
@@ -83,6 +84,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
         # A client authenticating with a bearer subprotocol expects "fedml" back.
         await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None)
         if user is None or not user.is_authenticated:
+            await self._audit_refusal(user, "not signed in")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         try:
@@ -93,6 +95,8 @@ class FollowConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         if code is not None:
+            if code == CLOSE_FORBIDDEN:
+                await self._audit_refusal(user, "forbidden")
             await self.close(code=code)
             return
         await self.send(
@@ -109,6 +113,18 @@ class FollowConsumer(AsyncWebsocketConsumer):
 
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
         raise NotImplementedError
+
+    async def _audit_refusal(self, user: Any, reason: str) -> None:
+        client = self.scope.get("client") or ("", 0)
+        await database_sync_to_async(audit_record)(
+            actor=user,
+            action="websocket.connect",
+            outcome="denied",
+            target=self.scope.get("path", ""),
+            remote_addr=str(client[0] or ""),
+            via="websocket",
+            detail={"reason": reason},
+        )
 
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "tasks", []):
