@@ -52,6 +52,10 @@ class Command(BaseCommand):
                 started.append(self._spawn([str(Path(settings.BASE_DIR) / "manage.py"), "runsupervisor"], "supervisor"))
                 _wait(lambda: selectors.supervisors_alive().exists(), 30, "the supervisor did not start")
             self.stdout.write(f"FedML is up: {base}/api/coordinator/health  |  admin: {base}/admin/")
+            self.stdout.write(
+                "  (sign in first: `python manage.py createsuperuser` for the admin, "
+                "`python manage.py api_token create --user <name> --name me` for the API)"
+            )
             project = services.project_ensure_default()
             superlink = selectors.session_live_superlink(project=project)
             if superlink is None:
