@@ -99,7 +99,7 @@ def test_api_token_command_creates_once_shown_tokens_and_revokes_them(
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_websocket_accepts_a_bearer_subprotocol_and_refuses_a_bad_one() -> None:
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async as sync_to_async
     from channels.testing import WebsocketCommunicator
 
     from fedml_site.asgi import application
