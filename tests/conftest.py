@@ -255,6 +255,23 @@ def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> It
 
 
 @pytest.fixture
+def api_client(db: None) -> Any:
+    """A DRF client signed in as staff (who may do everything the API offers)."""
+    from tests.factories import staff_api_client
+
+    return staff_api_client()
+
+
+@pytest.fixture
+def alive(settings: Any, db: None) -> None:
+    """A supervisor looks alive; none runs, so nothing would ever be spawned."""
+    from tests.factories import SupervisorHeartbeatFactory
+
+    settings.START_WAIT_SECONDS = 0.5
+    SupervisorHeartbeatFactory()
+
+
+@pytest.fixture
 def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(tmp_path) as s:
         yield s

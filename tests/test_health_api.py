@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import Node, Project
@@ -30,17 +28,10 @@ COORDINATOR_FIELDS = {
 PARTICIPANT_FIELDS = {"supernode_running", "started_at", "log_path", "session_id", "project_id", "node_id"}
 
 
-@pytest.fixture
-def client(settings, tmp_path: Path) -> APIClient:
-    settings.STATIC_ROOT = tmp_path / "static"
-    settings.STATIC_ROOT.mkdir()
-    return staff_api_client()
-
-
 # ---------------------------------------------------------------- coordinator
 @pytest.mark.django_db
-def test_coordinator_health_on_an_empty_database_reports_nothing_running(client):
-    response = client.get(COORDINATOR)
+def test_coordinator_health_on_an_empty_database_reports_nothing_running(api_client):
+    response = api_client.get(COORDINATOR)
 
     assert response.status_code == 200
     body = response.json()
@@ -58,9 +49,9 @@ def test_coordinator_health_on_an_empty_database_reports_nothing_running(client)
 
 
 @pytest.mark.django_db
-def test_coordinator_health_creates_the_configured_project_and_node_once(client, settings):
-    first = client.get(COORDINATOR).json()
-    second = client.get(COORDINATOR).json()
+def test_coordinator_health_creates_the_configured_project_and_node_once(api_client, settings):
+    first = api_client.get(COORDINATOR).json()
+    second = api_client.get(COORDINATOR).json()
 
     assert Project.objects.filter(slug=settings.PROJECT_SLUG).count() == 1
     assert Project.objects.get(slug=settings.PROJECT_SLUG).name == settings.PROJECT_NAME
@@ -71,7 +62,7 @@ def test_coordinator_health_creates_the_configured_project_and_node_once(client,
 
 
 @pytest.mark.django_db
-def test_coordinator_health_reports_a_running_superlink_and_the_live_run(client):
+def test_coordinator_health_reports_a_running_superlink_and_the_live_run(api_client):
     coordinator = services.coordinator_node_ensure()
     started = timezone.now() - timedelta(minutes=3)
     superlink = NodeSessionFactory(
@@ -92,7 +83,7 @@ def test_coordinator_health_reports_a_running_superlink_and_the_live_run(client)
         log_path="/logs/run.log",
     )
 
-    body = client.get(COORDINATOR).json()
+    body = api_client.get(COORDINATOR).json()
 
     assert body["superlink_running"] is True
     assert body["superlink_started_at"] == started.isoformat()
@@ -110,22 +101,22 @@ def test_coordinator_health_reports_a_running_superlink_and_the_live_run(client)
 
 
 @pytest.mark.django_db
-def test_coordinator_health_does_not_call_a_starting_superlink_running(client):
+def test_coordinator_health_does_not_call_a_starting_superlink_running(api_client):
     NodeSessionFactory(node=services.coordinator_node_ensure(), kind="superlink", status="starting")
 
-    body = client.get(COORDINATOR).json()
+    body = api_client.get(COORDINATOR).json()
 
     assert body["superlink_running"] is False
     assert body["superlink_status"] == "starting"
 
 
 @pytest.mark.django_db
-def test_coordinator_health_ignores_ended_sessions_and_runs(client):
+def test_coordinator_health_ignores_ended_sessions_and_runs(api_client):
     coordinator = services.coordinator_node_ensure()
     ended = NodeSessionFactory(node=coordinator, kind="superlink", status="exited")
     FederatedRunFactory(project=coordinator.project, status="completed", coordinator_session=ended)
 
-    body = client.get(COORDINATOR).json()
+    body = api_client.get(COORDINATOR).json()
 
     assert body["superlink_running"] is False
     assert body["run_active"] is False
@@ -133,29 +124,29 @@ def test_coordinator_health_ignores_ended_sessions_and_runs(client):
 
 
 @pytest.mark.django_db
-def test_coordinator_health_reports_a_fresh_heartbeat_as_supervisor_alive(client):
+def test_coordinator_health_reports_a_fresh_heartbeat_as_supervisor_alive(api_client):
     SupervisorHeartbeatFactory()
 
-    body = client.get(COORDINATOR).json()
+    body = api_client.get(COORDINATOR).json()
 
     assert body["supervisor_alive"] is True
     assert body["supervisor_hint"] is None
 
 
 @pytest.mark.django_db
-def test_coordinator_health_reports_stale_or_stopped_supervisors_as_not_alive(client, settings):
+def test_coordinator_health_reports_stale_or_stopped_supervisors_as_not_alive(api_client, settings):
     SupervisorHeartbeatFactory(beat_at=timezone.now() - timedelta(seconds=settings.SUPERVISOR_STALE_SECONDS + 1))
     SupervisorHeartbeatFactory(stopped_at=timezone.now())
 
-    body = client.get(COORDINATOR).json()
+    body = api_client.get(COORDINATOR).json()
 
     assert body["supervisor_alive"] is False
 
 
 # ---------------------------------------------------------------- participant
 @pytest.mark.django_db
-def test_participant_health_with_no_supernode_reports_nothing_running(client):
-    response = client.get(PARTICIPANT)
+def test_participant_health_with_no_supernode_reports_nothing_running(api_client):
+    response = api_client.get(PARTICIPANT)
 
     assert response.status_code == 200
     body = response.json()
@@ -171,10 +162,10 @@ def test_participant_health_with_no_supernode_reports_nothing_running(client):
 
 
 @pytest.mark.django_db
-def test_participant_health_creates_the_configured_project_and_node_once(client, settings):
-    client.get(PARTICIPANT)
-    client.get(PARTICIPANT)
-    client.get(COORDINATOR)
+def test_participant_health_creates_the_configured_project_and_node_once(api_client, settings):
+    api_client.get(PARTICIPANT)
+    api_client.get(PARTICIPANT)
+    api_client.get(COORDINATOR)
 
     assert Project.objects.filter(slug=settings.PROJECT_SLUG).count() == 1
     assert Node.objects.filter(external_id=settings.PARTICIPANT_NODE_ID).count() == 1
@@ -184,14 +175,14 @@ def test_participant_health_creates_the_configured_project_and_node_once(client,
 
 
 @pytest.mark.django_db
-def test_participant_health_reports_the_running_supernode(client):
+def test_participant_health_reports_the_running_supernode(api_client):
     node = services.participant_node_ensure()
     started = timezone.now() - timedelta(seconds=30)
     session = NodeSessionFactory(
         node=node, kind="supernode", status="running", started_at=started, log_path="/logs/supernode-p0.log"
     )
 
-    body = client.get(PARTICIPANT).json()
+    body = api_client.get(PARTICIPANT).json()
 
     assert body["supernode_running"] is True
     assert body["session_id"] == str(session.id)
@@ -201,11 +192,11 @@ def test_participant_health_reports_the_running_supernode(client):
 
 
 @pytest.mark.django_db
-def test_participant_health_after_the_supernode_ended_reports_the_latest_session_not_running(client):
+def test_participant_health_after_the_supernode_ended_reports_the_latest_session_not_running(api_client):
     node = services.participant_node_ensure()
     session = NodeSessionFactory(node=node, kind="supernode", status="exited", log_path="/logs/old.log")
 
-    body = client.get(PARTICIPANT).json()
+    body = api_client.get(PARTICIPANT).json()
 
     assert body["supernode_running"] is False
     assert body["session_id"] == str(session.id)

@@ -10,14 +10,14 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import FederatedRun
-from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
+from tests.factories import FederatedRunFactory, NodeSessionFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "/api/coordinator/runs/start"
 STOP = "/api/coordinator/runs/stop"
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def app_dir(settings, tmp_path: Path) -> Path:
     """The run reads the app's config: a private copy, so concurrent edits don't matter."""
     target = tmp_path / "flower_app"
@@ -25,21 +25,6 @@ def app_dir(settings, tmp_path: Path) -> Path:
     shutil.copy2(ROOT / "flower_app" / "pyproject.toml", target / "pyproject.toml")
     settings.FLOWER_APP_DIR = target
     return target
-
-
-@pytest.fixture
-def client(settings, tmp_path: Path, app_dir: Path) -> APIClient:
-    # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
-    settings.STATIC_ROOT = tmp_path / "static"
-    settings.STATIC_ROOT.mkdir()
-    return staff_api_client()
-
-
-@pytest.fixture
-def alive(settings) -> None:
-    """A supervisor looks alive; none runs, so nothing would ever be spawned."""
-    settings.START_WAIT_SECONDS = 0.5
-    SupervisorHeartbeatFactory()
 
 
 @pytest.fixture
@@ -53,8 +38,8 @@ def superlink():
     )
 
 
-def _post(client: APIClient, body: object) -> tuple[int, dict]:
-    response = client.post(START, body, format="json")
+def _post(api_client: APIClient, body: object) -> tuple[int, dict]:
+    response = api_client.post(START, body, format="json")
     return response.status_code, response.json()
 
 
@@ -78,8 +63,8 @@ def _post(client: APIClient, body: object) -> tuple[int, dict]:
         ({"label": "x" * 201}, "label"),
     ],
 )
-def test_run_start_refuses_bad_input_naming_the_field_and_writes_nothing(client, alive, superlink, body, field):
-    status, payload = _post(client, body)
+def test_run_start_refuses_bad_input_naming_the_field_and_writes_nothing(api_client, alive, superlink, body, field):
+    status, payload = _post(api_client, body)
 
     assert status == 400
     assert payload["field"] == field
@@ -88,9 +73,9 @@ def test_run_start_refuses_bad_input_naming_the_field_and_writes_nothing(client,
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("rounds", ['"abc"', "2.5", "true", "1e3"])
-def test_run_start_refuses_a_non_integer_num_server_rounds_override(client, alive, superlink, rounds):
+def test_run_start_refuses_a_non_integer_num_server_rounds_override(api_client, alive, superlink, rounds):
     # The allowlist accepts any TOML scalar, but the service turns this key into an int.
-    status, payload = _post(client, {"extra_args": ["--run-config", f"num-server-rounds={rounds}"]})
+    status, payload = _post(api_client, {"extra_args": ["--run-config", f"num-server-rounds={rounds}"]})
 
     assert status == 400
     assert payload["field"] == "extra_args"
@@ -99,8 +84,8 @@ def test_run_start_refuses_a_non_integer_num_server_rounds_override(client, aliv
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("body", [[], ["production"], "production", 1])
-def test_run_start_refuses_a_body_that_is_not_an_object(client, alive, superlink, body):
-    status, payload = _post(client, body)
+def test_run_start_refuses_a_body_that_is_not_an_object(api_client, alive, superlink, body):
+    status, payload = _post(api_client, body)
 
     assert status == 400
     assert payload["field"] == "body"
@@ -109,8 +94,8 @@ def test_run_start_refuses_a_body_that_is_not_an_object(client, alive, superlink
 
 # ---------------------------------------------------------------- supervisor: 503, nothing written
 @pytest.mark.django_db
-def test_run_start_without_a_supervisor_answers_503_with_the_command_to_run(client, superlink):
-    status, payload = _post(client, {})
+def test_run_start_without_a_supervisor_answers_503_with_the_command_to_run(api_client, superlink):
+    status, payload = _post(api_client, {})
 
     assert status == 503
     assert "python manage.py runsupervisor" in payload["detail"]
@@ -119,7 +104,7 @@ def test_run_start_without_a_supervisor_answers_503_with_the_command_to_run(clie
 
 @pytest.mark.django_db
 def test_run_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(
-    client, alive, superlink
+    api_client, alive, superlink
 ):
     body = {
         "federation_name": "production",
@@ -128,7 +113,7 @@ def test_run_start_valid_request_that_no_supervisor_picks_up_answers_503_and_wit
         "extra_args": ["--run-config", "num-server-rounds=3"],
     }
 
-    status, payload = _post(client, body)
+    status, payload = _post(api_client, body)
 
     assert status == 503
     assert "0.5s" in payload["detail"]
@@ -155,8 +140,8 @@ def test_run_request_start_records_app_config_with_run_config_overrides(app_dir,
 
 # ---------------------------------------------------------------- conflicts: 409
 @pytest.mark.django_db
-def test_run_start_with_no_superlink_answers_409(client, alive):
-    status, payload = _post(client, {})
+def test_run_start_with_no_superlink_answers_409(api_client, alive):
+    status, payload = _post(api_client, {})
 
     assert status == 409
     assert "no SuperLink is running" in payload["detail"]
@@ -165,10 +150,10 @@ def test_run_start_with_no_superlink_answers_409(client, alive):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("superlink_status", ["requested", "starting", "stopping", "exited", "failed"])
-def test_run_start_with_a_superlink_that_is_not_running_answers_409(client, alive, superlink_status):
+def test_run_start_with_a_superlink_that_is_not_running_answers_409(api_client, alive, superlink_status):
     NodeSessionFactory(node=services.coordinator_node_ensure(), kind="superlink", status=superlink_status)
 
-    status, _ = _post(client, {})
+    status, _ = _post(api_client, {})
 
     assert status == 409
     assert FederatedRun.objects.count() == 0
@@ -176,12 +161,12 @@ def test_run_start_with_a_superlink_that_is_not_running_answers_409(client, aliv
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("run_status", ["requested", "starting", "running", "stopping"])
-def test_run_start_while_a_run_is_live_answers_409_naming_it(client, alive, superlink, run_status):
+def test_run_start_while_a_run_is_live_answers_409_naming_it(api_client, alive, superlink, run_status):
     live = FederatedRunFactory(
         project=services.project_ensure_default(), status=run_status, coordinator_session=superlink
     )
 
-    status, payload = _post(client, {})
+    status, payload = _post(api_client, {})
 
     assert status == 409
     assert payload["run_id"] == str(live.id)
@@ -189,20 +174,20 @@ def test_run_start_while_a_run_is_live_answers_409_naming_it(client, alive, supe
 
 
 @pytest.mark.django_db
-def test_run_stop_with_nothing_running_answers_409(client):
+def test_run_stop_with_nothing_running_answers_409(api_client):
     FederatedRunFactory(project=services.project_ensure_default(), status="completed")
 
-    response = client.post(STOP, {}, format="json")
+    response = api_client.post(STOP, {}, format="json")
 
     assert response.status_code == 409
     assert response.json()["detail"] == "no run is active"
 
 
 @pytest.mark.django_db
-def test_run_stop_of_an_unclaimed_run_withdraws_it(client):
+def test_run_stop_of_an_unclaimed_run_withdraws_it(api_client):
     run = FederatedRunFactory(project=services.project_ensure_default(), status="requested")
 
-    response = client.post(STOP, {}, format="json")
+    response = api_client.post(STOP, {}, format="json")
 
     assert response.status_code == 200
     assert response.json()["status"] == "stopped"

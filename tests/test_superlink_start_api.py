@@ -9,18 +9,10 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
-from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
+from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 
 START = "/api/coordinator/superlink/start"
 STOP = "/api/coordinator/superlink/stop"
-
-
-@pytest.fixture
-def client(settings, tmp_path: Path) -> APIClient:
-    # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
-    settings.STATIC_ROOT = tmp_path / "static"
-    settings.STATIC_ROOT.mkdir()
-    return staff_api_client()
 
 
 @pytest.fixture
@@ -34,15 +26,8 @@ def certs_dir(settings, tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def alive(settings) -> None:
-    """A supervisor looks alive; none runs, so nothing would ever be spawned."""
-    settings.START_WAIT_SECONDS = 0.5
-    SupervisorHeartbeatFactory()
-
-
-def _post(client: APIClient, body: object) -> tuple[int, dict]:
-    response = client.post(START, body, format="json")
+def _post(api_client: APIClient, body: object) -> tuple[int, dict]:
+    response = api_client.post(START, body, format="json")
     return response.status_code, response.json()
 
 
@@ -68,8 +53,10 @@ def _post(client: APIClient, body: object) -> tuple[int, dict]:
         ({"insecure": False}, "certificates_path"),
     ],
 )
-def test_superlink_start_refuses_bad_input_naming_the_field_and_writes_nothing(client, alive, certs_dir, body, field):
-    status, payload = _post(client, body)
+def test_superlink_start_refuses_bad_input_naming_the_field_and_writes_nothing(
+    api_client, alive, certs_dir, body, field
+):
+    status, payload = _post(api_client, body)
 
     assert status == 400
     assert payload["field"] == field
@@ -79,14 +66,14 @@ def test_superlink_start_refuses_bad_input_naming_the_field_and_writes_nothing(c
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["../outside", "/etc", "server/../../outside", "link-out"])
-def test_superlink_start_refuses_certificates_path_outside_the_certificates_dir(client, alive, certs_dir, path):
+def test_superlink_start_refuses_certificates_path_outside_the_certificates_dir(api_client, alive, certs_dir, path):
     outside = certs_dir.parent / "outside"
     outside.mkdir()
     for name in ("ca.crt", "server.pem", "server.key"):
         (outside / name).write_text("x\n")
     (certs_dir / "link-out").symlink_to(outside, target_is_directory=True)
 
-    status, payload = _post(client, {"insecure": False, "certificates_path": path})
+    status, payload = _post(api_client, {"insecure": False, "certificates_path": path})
 
     assert status == 400
     assert payload["field"] == "certificates_path"
@@ -94,10 +81,10 @@ def test_superlink_start_refuses_certificates_path_outside_the_certificates_dir(
 
 
 @pytest.mark.django_db
-def test_superlink_start_refuses_a_certificates_dir_missing_a_file(client, alive, certs_dir):
+def test_superlink_start_refuses_a_certificates_dir_missing_a_file(api_client, alive, certs_dir):
     (certs_dir / "server" / "server.key").unlink()
 
-    status, payload = _post(client, {"insecure": False, "certificates_path": "server"})
+    status, payload = _post(api_client, {"insecure": False, "certificates_path": "server"})
 
     assert status == 400
     assert payload["field"] == "certificates_path"
@@ -107,8 +94,8 @@ def test_superlink_start_refuses_a_certificates_dir_missing_a_file(client, alive
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("body", [[], ["insecure"], "insecure", 3])
-def test_superlink_start_refuses_a_body_that_is_not_an_object(client, alive, body):
-    status, payload = _post(client, body)
+def test_superlink_start_refuses_a_body_that_is_not_an_object(api_client, alive, body):
+    status, payload = _post(api_client, body)
 
     assert status == 400
     assert payload["field"] == "body"
@@ -116,8 +103,8 @@ def test_superlink_start_refuses_a_body_that_is_not_an_object(client, alive, bod
 
 
 @pytest.mark.django_db
-def test_superlink_start_refuses_a_json_null_body(client, alive):
-    response = client.post(START, "null", content_type="application/json")
+def test_superlink_start_refuses_a_json_null_body(api_client, alive):
+    response = api_client.post(START, "null", content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["field"] == "body"
@@ -125,8 +112,8 @@ def test_superlink_start_refuses_a_json_null_body(client, alive):
 
 
 @pytest.mark.django_db
-def test_superlink_start_refuses_malformed_json(client, alive):
-    response = client.post(START, '{"insecure": tru', content_type="application/json")
+def test_superlink_start_refuses_malformed_json(api_client, alive):
+    response = api_client.post(START, '{"insecure": tru', content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["field"] == "body"
@@ -135,8 +122,8 @@ def test_superlink_start_refuses_malformed_json(client, alive):
 
 # ---------------------------------------------------------------- supervisor: 503, nothing written
 @pytest.mark.django_db
-def test_superlink_start_without_a_supervisor_answers_503_with_the_command_to_run(client):
-    status, payload = _post(client, {"insecure": True})
+def test_superlink_start_without_a_supervisor_answers_503_with_the_command_to_run(api_client):
+    status, payload = _post(api_client, {"insecure": True})
 
     assert status == 503
     assert "python manage.py runsupervisor" in payload["detail"]
@@ -145,14 +132,14 @@ def test_superlink_start_without_a_supervisor_answers_503_with_the_command_to_ru
 
 
 @pytest.mark.django_db
-def test_superlink_start_with_a_stale_heartbeat_answers_503(client, settings):
+def test_superlink_start_with_a_stale_heartbeat_answers_503(api_client, settings):
     from datetime import timedelta
 
     from django.utils import timezone
 
     SupervisorHeartbeatFactory(beat_at=timezone.now() - timedelta(seconds=settings.SUPERVISOR_STALE_SECONDS + 5))
 
-    status, payload = _post(client, {})
+    status, payload = _post(api_client, {})
 
     assert status == 503
     assert "python manage.py runsupervisor" in payload["detail"]
@@ -160,9 +147,9 @@ def test_superlink_start_with_a_stale_heartbeat_answers_503(client, settings):
 
 
 @pytest.mark.django_db
-def test_superlink_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(client, alive):
+def test_superlink_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(api_client, alive):
     status, payload = _post(
-        client, {"insecure": True, "listen_address": "127.0.0.1:9555", "extra_args": ["--isolation=subprocess"]}
+        api_client, {"insecure": True, "listen_address": "127.0.0.1:9555", "extra_args": ["--isolation=subprocess"]}
     )
 
     assert status == 503
@@ -172,8 +159,8 @@ def test_superlink_start_valid_request_that_no_supervisor_picks_up_answers_503_a
 
 
 @pytest.mark.django_db
-def test_superlink_start_with_valid_certificates_waits_then_answers_503_and_leaves_no_row(client, alive, certs_dir):
-    status, _ = _post(client, {"insecure": False, "certificates_path": "server"})
+def test_superlink_start_with_valid_certificates_waits_then_answers_503_and_leaves_no_row(api_client, alive, certs_dir):
+    status, _ = _post(api_client, {"insecure": False, "certificates_path": "server"})
 
     assert status == 503
     assert NodeSession.objects.count() == 0
@@ -181,11 +168,11 @@ def test_superlink_start_with_valid_certificates_waits_then_answers_503_and_leav
 
 # ---------------------------------------------------------------- conflicts: 409
 @pytest.mark.django_db
-def test_superlink_start_while_a_superlink_is_running_answers_409_naming_it(client, alive):
+def test_superlink_start_while_a_superlink_is_running_answers_409_naming_it(api_client, alive):
     coordinator = services.coordinator_node_ensure()
     running = NodeSessionFactory(node=coordinator, kind="superlink", status="running")
 
-    status, payload = _post(client, {})
+    status, payload = _post(api_client, {})
 
     assert status == 409
     assert payload["session_id"] == str(running.id)
@@ -193,13 +180,13 @@ def test_superlink_start_while_a_superlink_is_running_answers_409_naming_it(clie
 
 
 @pytest.mark.django_db
-def test_superlink_start_on_a_port_used_by_a_running_supernode_answers_409(client, alive):
+def test_superlink_start_on_a_port_used_by_a_running_supernode_answers_409(api_client, alive):
     participant = NodeFactory(project=services.coordinator_node_ensure().project, role="participant")
     NodeSessionFactory(
         node=participant, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9556}
     )
 
-    status, payload = _post(client, {"listen_address": "127.0.0.1:9556"})
+    status, payload = _post(api_client, {"listen_address": "127.0.0.1:9556"})
 
     assert status == 409
     assert payload["field"] == "listen_address"
@@ -207,19 +194,19 @@ def test_superlink_start_on_a_port_used_by_a_running_supernode_answers_409(clien
 
 
 @pytest.mark.django_db
-def test_superlink_stop_with_nothing_running_answers_409(client):
-    response = client.post(STOP, {}, format="json")
+def test_superlink_stop_with_nothing_running_answers_409(api_client):
+    response = api_client.post(STOP, {}, format="json")
 
     assert response.status_code == 409
     assert "no SuperLink" in response.json()["detail"]
 
 
 @pytest.mark.django_db
-def test_superlink_stop_with_an_unclaimed_request_withdraws_it(client):
+def test_superlink_stop_with_an_unclaimed_request_withdraws_it(api_client):
     coordinator = services.coordinator_node_ensure()
     requested = NodeSessionFactory(node=coordinator, kind="superlink", status="requested")
 
-    response = client.post(STOP, {}, format="json")
+    response = api_client.post(STOP, {}, format="json")
 
     assert response.status_code == 200
     assert response.json() == {"status": "stopped", "session_id": str(requested.id), "pid": None}

@@ -9,18 +9,10 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
-from tests.factories import NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
+from tests.factories import NodeSessionFactory
 
 START = "/api/participant/supernode/start"
 STOP = "/api/participant/supernode/stop"
-
-
-@pytest.fixture
-def client(settings, tmp_path: Path) -> APIClient:
-    # WhiteNoise warns (an error here) when STATIC_ROOT is missing; see test_health_api.
-    settings.STATIC_ROOT = tmp_path / "static"
-    settings.STATIC_ROOT.mkdir()
-    return staff_api_client()
 
 
 @pytest.fixture
@@ -32,15 +24,8 @@ def certs_dir(settings, tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def alive(settings) -> None:
-    """A supervisor looks alive; none runs, so nothing would ever be spawned."""
-    settings.START_WAIT_SECONDS = 0.5
-    SupervisorHeartbeatFactory()
-
-
-def _post(client: APIClient, body: object) -> tuple[int, dict]:
-    response = client.post(START, body, format="json")
+def _post(api_client: APIClient, body: object) -> tuple[int, dict]:
+    response = api_client.post(START, body, format="json")
     return response.status_code, response.json()
 
 
@@ -73,8 +58,10 @@ def _post(client: APIClient, body: object) -> tuple[int, dict]:
         ({"insecure": False}, "certificates_path"),
     ],
 )
-def test_supernode_start_refuses_bad_input_naming_the_field_and_writes_nothing(client, alive, certs_dir, body, field):
-    status, payload = _post(client, body)
+def test_supernode_start_refuses_bad_input_naming_the_field_and_writes_nothing(
+    api_client, alive, certs_dir, body, field
+):
+    status, payload = _post(api_client, body)
 
     assert status == 400
     assert payload["field"] == field
@@ -83,13 +70,13 @@ def test_supernode_start_refuses_bad_input_naming_the_field_and_writes_nothing(c
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["../outside/ca.crt", "/etc/ssl", "ca/../../outside", "link-out"])
-def test_supernode_start_refuses_certificates_path_outside_the_certificates_dir(client, alive, certs_dir, path):
+def test_supernode_start_refuses_certificates_path_outside_the_certificates_dir(api_client, alive, certs_dir, path):
     outside = certs_dir.parent / "outside"
     outside.mkdir()
     (outside / "ca.crt").write_text("x\n")
     (certs_dir / "link-out").symlink_to(outside / "ca.crt")
 
-    status, payload = _post(client, {"insecure": False, "certificates_path": path})
+    status, payload = _post(api_client, {"insecure": False, "certificates_path": path})
 
     assert status == 400
     assert payload["field"] == "certificates_path"
@@ -98,8 +85,8 @@ def test_supernode_start_refuses_certificates_path_outside_the_certificates_dir(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("body", [[], [{"partition_id": 0}], "partition_id=0", 7])
-def test_supernode_start_refuses_a_body_that_is_not_an_object(client, alive, body):
-    status, payload = _post(client, body)
+def test_supernode_start_refuses_a_body_that_is_not_an_object(api_client, alive, body):
+    status, payload = _post(api_client, body)
 
     assert status == 400
     assert payload["field"] == "body"
@@ -108,8 +95,8 @@ def test_supernode_start_refuses_a_body_that_is_not_an_object(client, alive, bod
 
 # ---------------------------------------------------------------- supervisor: 503, nothing written
 @pytest.mark.django_db
-def test_supernode_start_without_a_supervisor_answers_503_with_the_command_to_run(client):
-    status, payload = _post(client, {"partition_id": 0, "num_partitions": 2})
+def test_supernode_start_without_a_supervisor_answers_503_with_the_command_to_run(api_client):
+    status, payload = _post(api_client, {"partition_id": 0, "num_partitions": 2})
 
     assert status == 503
     assert "python manage.py runsupervisor" in payload["detail"]
@@ -117,7 +104,7 @@ def test_supernode_start_without_a_supervisor_answers_503_with_the_command_to_ru
 
 
 @pytest.mark.django_db
-def test_supernode_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(client, alive):
+def test_supernode_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(api_client, alive):
     body = {
         "superlink_address": "127.0.0.1:9092",
         "partition_id": 1,
@@ -126,7 +113,7 @@ def test_supernode_start_valid_request_that_no_supervisor_picks_up_answers_503_a
         "extra_args": ["--max-retries", "3", "--isolation=subprocess"],
     }
 
-    status, payload = _post(client, body)
+    status, payload = _post(api_client, body)
 
     assert status == 503
     assert "python manage.py runsupervisor" in payload["detail"]
@@ -134,8 +121,8 @@ def test_supernode_start_valid_request_that_no_supervisor_picks_up_answers_503_a
 
 
 @pytest.mark.django_db
-def test_supernode_start_with_a_root_certificate_waits_then_answers_503_and_leaves_no_row(client, alive, certs_dir):
-    status, _ = _post(client, {"insecure": False, "certificates_path": "ca"})
+def test_supernode_start_with_a_root_certificate_waits_then_answers_503_and_leaves_no_row(api_client, alive, certs_dir):
+    status, _ = _post(api_client, {"insecure": False, "certificates_path": "ca"})
 
     assert status == 503
     assert NodeSession.objects.count() == 0
@@ -175,13 +162,13 @@ def test_supernode_request_start_picks_a_free_port_skipping_used_ones(alive, set
 
 # ---------------------------------------------------------------- conflicts: 409
 @pytest.mark.django_db
-def test_supernode_start_on_a_clientappio_port_already_in_use_answers_409(client, alive):
+def test_supernode_start_on_a_clientappio_port_already_in_use_answers_409(api_client, alive):
     node = services.participant_node_ensure()
     NodeSessionFactory(
         node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9494}
     )
 
-    status, payload = _post(client, {"clientappio_api_address": "127.0.0.1:9494"})
+    status, payload = _post(api_client, {"clientappio_api_address": "127.0.0.1:9494"})
 
     assert status == 409
     assert payload["field"] == "clientappio_api_address"
@@ -189,19 +176,19 @@ def test_supernode_start_on_a_clientappio_port_already_in_use_answers_409(client
 
 
 @pytest.mark.django_db
-def test_supernode_stop_with_nothing_running_answers_409(client):
-    response = client.post(STOP, {}, format="json")
+def test_supernode_stop_with_nothing_running_answers_409(api_client):
+    response = api_client.post(STOP, {}, format="json")
 
     assert response.status_code == 409
     assert "no SuperNode" in response.json()["detail"]
 
 
 @pytest.mark.django_db
-def test_supernode_stop_with_an_unknown_session_id_answers_409_naming_the_field(client):
+def test_supernode_stop_with_an_unknown_session_id_answers_409_naming_the_field(api_client):
     node = services.participant_node_ensure()
     NodeSessionFactory(node=node, kind="supernode", status="running")
 
-    response = client.post(STOP, {"session_id": "00000000-0000-0000-0000-000000000000"}, format="json")
+    response = api_client.post(STOP, {"session_id": "00000000-0000-0000-0000-000000000000"}, format="json")
 
     assert response.status_code == 409
     assert response.json()["field"] == "session_id"
