@@ -358,10 +358,10 @@ class Supervisor:
             self.writer.open(owner, None)
             self._system(owner, "run", f"[fedml] could not start `flwr run`: {exc}")
             self.writer.flush()
+            flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
             services.run_mark_ended(
                 run_id=run.pk, status=RunStatus.FAILED, detail=f"FedML could not start `flwr run`: {exc}"
             )
-            flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
             return
         child.context["run_id"] = str(run.pk)
         self._run_children[str(run.pk)] = child
@@ -511,28 +511,31 @@ class Supervisor:
 
     def _finish_run(self, run_id: str, child: Child) -> None:
         """Take the outcome from Flower (`flwr run` exits 0 whatever happened)."""
+        outcome: tuple[str, str] | None
         try:
-            self._finish_run_inner(run_id, child)
+            outcome = self._finish_run_outcome(run_id, child)
         except Exception:
             logger.exception("finishing run %s failed", run_id)
-            services.run_mark_ended(
-                run_id=run_id, status=RunStatus.FAILED, detail="FedML failed while reading the run's outcome"
-            )
-        finally:
+            outcome = (RunStatus.FAILED, "FedML failed while reading the run's outcome")
+        try:
+            # Cleared before the terminal status is written: whoever sees the run ended
+            # also sees the app's pyproject back to no current run.
             flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=run_id)
+            if outcome is not None:
+                services.run_mark_ended(run_id=run_id, status=outcome[0], detail=outcome[1])
+        finally:
             self._run_children.pop(run_id, None)
             self._run_stop_sent.pop(run_id, None)
             connection.close()
 
-    def _finish_run_inner(self, run_id: str, child: Child) -> None:
+    def _finish_run_outcome(self, run_id: str, child: Child) -> tuple[str, str] | None:
+        """The run's terminal (status, detail), or None when something else already ended it."""
         run = FederatedRun.objects.select_related("coordinator_session").get(pk=run_id)
         owner = Owner("run", run.pk)
         tail = "\n".join(self.writer.tail(owner)[-20:])
         if not run.flower_run_id:
             status = RunStatus.STOPPED if run.stop_requested_at else RunStatus.FAILED
-            detail = f"`flwr run` {child.describe_exit()} before Flower accepted the run. Last lines:\n{tail}"
-            services.run_mark_ended(run_id=run_id, status=status, detail=detail)
-            return
+            return status, f"`flwr run` {child.describe_exit()} before Flower accepted the run. Last lines:\n{tail}"
         failures = 0
         last_error = ""
         while True:
@@ -546,13 +549,10 @@ class Supervisor:
                 failures = 0
             superlink_alive = NodeSession.objects.filter(pk=run.coordinator_session_id, status="running").exists()
             if failures >= 5 or (not superlink_alive and failures >= 1):
-                services.run_mark_ended(
-                    run_id=run_id, status=RunStatus.FAILED, detail=f"{last_error}. Last lines:\n{tail}"
-                )
-                return
+                return RunStatus.FAILED, f"{last_error}. Last lines:\n{tail}"
             run.refresh_from_db()
             if run.status not in ("starting", "running", "stopping"):
-                return
+                return None
             time.sleep(STATUS_POLL_INTERVAL)
         run.refresh_from_db()
         tail = "\n".join(self.writer.tail(owner)[-20:]) or tail
@@ -561,7 +561,7 @@ class Supervisor:
             status = RunStatus.STOPPED
         if status != RunStatus.COMPLETED:
             detail += f". Last lines:\n{tail}"
-        services.run_mark_ended(run_id=run_id, status=status, detail=detail)
+        return status, detail
 
     def flower_status(self, run: FederatedRun) -> flower.FlowerRunStatus | None:
         _, out = self.control_command(
@@ -713,8 +713,8 @@ class Supervisor:
                 if not superlink_alive
                 else "Flower did not report the run finished"
             )
-        services.run_mark_ended(run_id=run.pk, status=status, detail="; ".join(notes))
         flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
+        services.run_mark_ended(run_id=run.pk, status=status, detail="; ".join(notes))
 
     def _reconcile_session(self, session: NodeSession) -> None:
         if not self._dead_owner_is_local(session.supervisor_id):
