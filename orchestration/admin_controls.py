@@ -150,6 +150,8 @@ def start_run(data: dict[str, Any]) -> str:
         label=data["label"],
     )
     run = services.run_wait_spawned(run_id=run.id)
+    if run.pid is None and run.status == "starting":
+        return f"Run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}"
     return f"Run {run.id} {run.status} (pid {run.pid})"
 
 

@@ -177,7 +177,10 @@ class RunStartApi(AuditedApiView):
         label = StrictChar(required=False, default="", allow_blank=True, max_length=200)
 
     @documented(
-        ok={201: "started: status, pid, log_path, run_id, session_id"},
+        ok={
+            201: "started: status, pid, log_path, run_id, session_id",
+            202: "claimed by the supervisor, which starts `flwr run` once the SuperLink accepts connections",
+        },
         errors=(400, 409, 502, 503),
         request=InputSerializer,
     )
@@ -187,20 +190,22 @@ class RunStartApi(AuditedApiView):
         project = services.project_ensure_default()
         run = services.run_request_start(project=project, **data.validated_data)
         run = services.run_wait_spawned(run_id=run.id)
-        # Flower's run id arrives on `flwr run`'s output a moment later; wait briefly for it.
-        run = services.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
+        waiting = run.status == "starting" and run.pid is None
+        if not waiting:
+            # Flower's run id arrives on `flwr run`'s output a moment later; wait briefly for it.
+            run = services.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
         ok = run.status in ("starting", "running")
         return Response(
             {
-                "status": "started" if ok else run.status,
+                "status": "starting" if waiting else "started" if ok else run.status,
                 "pid": run.pid,
                 "log_path": run.log_path or None,
                 "run_id": str(run.id),
                 "flower_run_id": run.flower_run_id or None,
                 "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
-                "detail": run.status_detail or None,
+                "detail": run.status_detail or ("waiting for the SuperLink to accept connections" if waiting else None),
             },
-            status=201 if ok else 502,
+            status=(202 if waiting else 201) if ok else 502,
         )
 
 

@@ -617,7 +617,19 @@ def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str
         FederatedRun,
         run_id,
         FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(
-            pid=pid, started_at=timezone.now(), log_path=log_path, config=config
+            pid=pid, started_at=timezone.now(), log_path=log_path, config=config, status_detail=""
+        ),
+    )
+
+
+@transaction.atomic
+def run_note(*, run_id: Any, detail: str) -> bool:
+    """Say why a claimed run is not spawned yet (shown by the API, admin and dashboard)."""
+    return _emit_if(
+        FederatedRun,
+        run_id,
+        FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING, pid__isnull=True).update(
+            status_detail=detail[:500]
         ),
     )
 

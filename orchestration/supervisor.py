@@ -83,6 +83,7 @@ class Supervisor:
         self._finishers: dict[str, threading.Thread] = {}
         self._deferred_superlink_stop: dict[str, float] = {}
         self._run_stop_sent: dict[str, float] = {}
+        self._runs_awaiting_superlink: dict[str, float] = {}  # run id -> when it was claimed
         self.shutting_down = False
         self.subreaper = procs.set_child_subreaper()
         self._last_sweep = 0.0
@@ -144,6 +145,11 @@ class Supervisor:
         self.shutting_down = True
         timeout = settings.STOP_TIMEOUT_SECONDS + SUPERLINK_STOP_WAIT_FOR_RUN + 10 if timeout is None else timeout
         close_old_connections()
+        for run_id in list(self._runs_awaiting_superlink):
+            self._runs_awaiting_superlink.pop(run_id)
+            services.run_mark_ended(
+                run_id=run_id, status=RunStatus.STOPPED, detail="supervisor shut down before `flwr run` was started"
+            )
         for run_id in list(self._run_children):
             FederatedRun.objects.filter(pk=run_id, stop_requested_at__isnull=True).update(
                 stop_requested_at=timezone.now()
@@ -255,17 +261,36 @@ class Supervisor:
                 self._spawn_session(NodeSession.objects.select_related("node").get(pk=session.pk))
                 did = True
         for run in selectors.runs_to_claim(project_ids=self.project_ids):
-            if not self._superlink_ready(run):
-                continue  # `flwr run` fails at once if the SuperLink is not listening yet
+            # Claimed at once, so the request learns a supervisor has it even while the
+            # SuperLink is still coming up; spawned below once the SuperLink listens.
             if services.run_claim(run_id=run.pk, supervisor_id=self.id):
-                self._spawn_run(FederatedRun.objects.select_related("coordinator_session").get(pk=run.pk))
+                self._runs_awaiting_superlink[str(run.pk)] = time.monotonic()
                 did = True
+        did |= self._spawn_runs_whose_superlink_listens()
         return did
 
-    def _superlink_ready(self, run: FederatedRun) -> bool:
-        if (timezone.now() - run.created_at).total_seconds() > SUPERLINK_READY_TIMEOUT:
-            return True  # give up waiting: `flwr run` will report what is wrong
-        return _listening(run.coordinator_session)
+    def _spawn_runs_whose_superlink_listens(self) -> bool:
+        did = False
+        for run_key, claimed_at in list(self._runs_awaiting_superlink.items()):
+            run = FederatedRun.objects.select_related("coordinator_session").filter(pk=run_key).first()
+            if run is None or run.status != RunStatus.STARTING:
+                self._runs_awaiting_superlink.pop(run_key, None)  # stopped meanwhile
+                continue
+            waited = time.monotonic() - claimed_at
+            # `flwr run` fails at once if the SuperLink is not listening yet. After the
+            # timeout it is spawned anyway and reports what is wrong.
+            if waited < SUPERLINK_READY_TIMEOUT and not _listening(run.coordinator_session):
+                if not run.status_detail:
+                    cfg = run.coordinator_session.runtime_config if run.coordinator_session else {}
+                    services.run_note(
+                        run_id=run.pk,
+                        detail=f"waiting for the SuperLink at {cfg.get('address', '?')} to accept connections",
+                    )
+                continue
+            self._runs_awaiting_superlink.pop(run_key)
+            self._spawn_run(run)
+            did = True
+        return did
 
     def _spawn_session(self, session: NodeSession) -> None:
         cfg = session.runtime_config
@@ -591,6 +616,13 @@ class Supervisor:
 
     def _stop_run(self, run: FederatedRun) -> None:
         run_key = str(run.pk)
+        if self._runs_awaiting_superlink.pop(run_key, None) is not None:
+            services.run_mark_ended(
+                run_id=run.pk,
+                status=RunStatus.STOPPED,
+                detail="stopped before `flwr run` was started (the SuperLink was not accepting connections yet)",
+            )
+            return
         child = self._run_children.get(run_key)
         self._run_stop_sent[run_key] = time.monotonic()
         if run.flower_run_id:

@@ -25,10 +25,10 @@ from django.utils import timezone
 
 from orchestration import procs, selectors, services
 from orchestration.logpipe import Owner
-from orchestration.models import LogLine, NodeSession
+from orchestration.models import FederatedRun, LogLine, NodeSession
 from orchestration.supervisor import Supervisor
 from tests.conftest import FAKE_CHILD, wait_until
-from tests.factories import NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 
 LIVE = ("requested", "starting", "running", "stopping")
 
@@ -39,6 +39,26 @@ class FakeChildSupervisor(Supervisor):
     def __init__(self, *, log_dir: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.log_dir = log_dir
+        self.spawned_runs: list[Any] = []
+
+    def _spawn_run(self, run: FederatedRun) -> None:
+        """Stands in for `flwr run`: a child that hangs until stopped."""
+        argv = [sys.executable, str(FAKE_CHILD), "1", "0", "--hang"]
+        log_path = self.log_dir / f"run-{run.pk}.log"
+        child = self._spawn(
+            argv,
+            flwr_home=django_settings.FLWR_HOME_ROOT / f"fake-run-{run.pk}",
+            label=f"fake run {run.pk}",
+            owner=Owner("run", run.pk),
+            source="run",
+            log_path=log_path,
+        )
+        child.context["run_id"] = str(run.pk)
+        self._run_children[str(run.pk)] = child
+        self.spawned_runs.append(run.pk)
+        services.run_mark_spawned(
+            run_id=run.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid)
+        )
 
     def _spawn_session(self, session: NodeSession) -> None:
         argv = [sys.executable, str(FAKE_CHILD), *session.runtime_config["fake_args"]]
@@ -433,3 +453,86 @@ def test_reconcile_leaves_sessions_of_a_live_supervisor_alone(make_supervisor):
     wait_until(ended(sentinel), timeout=20, interval=0.05, message="reconcile to settle the sentinel")
 
     assert NodeSession.objects.get(pk=session.pk).status == "running"
+
+
+# ---------------------------------------------------------------- runs and their SuperLink
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run_on_a_silent_superlink() -> tuple[FederatedRun, int]:
+    """A requested run whose SuperLink row is running but whose port does not accept connections yet."""
+    port = _free_port()
+    superlink = NodeSessionFactory(
+        node=services.coordinator_node_ensure(),
+        kind="superlink",
+        status="running",
+        runtime_config={"host": "127.0.0.1", "port": port, "address": f"127.0.0.1:{port}", "insecure": True},
+    )
+    run = FederatedRunFactory(project=superlink.node.project, coordinator_session=superlink, status="requested")
+    return run, port
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_is_claimed_at_once_and_spawned_only_once_its_superlink_listens(make_supervisor):
+    sup = make_supervisor()
+    run, port = _run_on_a_silent_superlink()
+
+    waiting = drive(
+        sup,
+        lambda: FederatedRun.objects.filter(pk=run.pk, status="starting", status_detail__startswith="waiting").first(),
+        message="the run claimed and waiting",
+    )
+    for _ in range(20):
+        sup.step()
+
+    assert waiting.supervisor_id == sup.id
+    assert waiting.pid is None
+    assert waiting.status_detail == f"waiting for the SuperLink at 127.0.0.1:{port} to accept connections"
+    assert sup.spawned_runs == []
+
+    with socket.create_server(("127.0.0.1", port)):
+        spawned = drive(
+            sup, lambda: FederatedRun.objects.filter(pk=run.pk, pid__isnull=False).first(), message="spawned"
+        )
+    assert sup.spawned_runs == [run.pk]
+    assert spawned.status == "starting"
+    assert spawned.status_detail == ""  # the waiting note is gone once the process exists
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stopping_a_run_that_waits_for_its_superlink_ends_it_stopped_without_spawning(make_supervisor):
+    sup = make_supervisor()
+    run, _ = _run_on_a_silent_superlink()
+    drive(sup, lambda: FederatedRun.objects.filter(pk=run.pk, status="starting").exists(), message="claimed")
+
+    services.run_request_stop(project=run.project)
+    row = drive(
+        sup, lambda: FederatedRun.objects.filter(pk=run.pk, status="stopped").first(), message="the run stopped"
+    )
+
+    assert row.ended_at is not None
+    assert row.status_detail.startswith("stopped before `flwr run` was started")
+    assert sup.spawned_runs == []
+    assert sup._runs_awaiting_superlink == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shutdown_ends_a_run_still_waiting_for_its_superlink_stopped(dirs):
+    sup = FakeChildSupervisor(log_dir=dirs / "logs")
+    sup.start()
+    try:
+        run, _ = _run_on_a_silent_superlink()
+        drive(sup, lambda: FederatedRun.objects.filter(pk=run.pk, status="starting").exists(), message="claimed")
+    finally:
+        sup.shutdown(timeout=15)
+        sup.reader.join(timeout=5)
+        gc.collect()
+
+    row = FederatedRun.objects.get(pk=run.pk)
+    assert row.status == "stopped"
+    assert row.status_detail == "supervisor shut down before `flwr run` was started"
+    assert sup.spawned_runs == []
+    connection.close()

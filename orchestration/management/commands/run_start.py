@@ -31,7 +31,10 @@ class Command(BaseCommand):
             label=options["label"],
         )
         run = call(services.run_wait_spawned, run_id=run.id)
-        self.stdout.write(f"run {run.id} {run.status}: pid {run.pid}, log {run.log_path}")
+        if run.pid is None and run.status == "starting":
+            self.stdout.write(f"run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}")
+        else:
+            self.stdout.write(f"run {run.id} {run.status}: pid {run.pid}, log {run.log_path}")
         if not options["follow"]:
             return
         run = follow_run(run.id, self.stdout)
