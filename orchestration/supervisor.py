@@ -722,6 +722,11 @@ class Supervisor:
             return
         identity = run.config.get("process") or {}
         notes = [f"supervisor {run.supervisor_id} died while the run was {run.status}"]
+        if run.pid is None and not run.flower_run_id:
+            # Claimed but never spawned (it was waiting for its SuperLink): nothing to stop.
+            notes.append("`flwr run` had not been started")
+            services.run_mark_ended(run_id=run.pk, status=RunStatus.FAILED, detail="; ".join(notes))
+            return
         superlink_alive = bool(
             run.coordinator_session
             and procs.identity_alive(run.coordinator_session.runtime_config.get("process") or {})

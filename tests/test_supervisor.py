@@ -536,3 +536,21 @@ def test_shutdown_ends_a_run_still_waiting_for_its_superlink_stopped(dirs):
     assert row.status_detail == "supervisor shut down before `flwr run` was started"
     assert sup.spawned_runs == []
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_fails_a_run_a_dead_supervisor_claimed_but_never_spawned(make_supervisor):
+    dead = _dead_supervisor()
+    run, _ = _run_on_a_silent_superlink()
+    FederatedRun.objects.filter(pk=run.pk).update(status="starting", supervisor_id=dead.id)
+
+    make_supervisor()
+    row = wait_until(
+        lambda: FederatedRun.objects.filter(pk=run.pk, ended_at__isnull=False).first(),
+        timeout=20,
+        interval=0.05,
+        message="reconcile to settle the run",
+    )
+
+    assert row.status == "failed"
+    assert row.status_detail == f"supervisor {dead.id} died while the run was starting; `flwr run` had not been started"
