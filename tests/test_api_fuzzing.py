@@ -115,7 +115,7 @@ def test_live_stack_signed_in_answers_no_5xx_conforms_and_really_starts_flower(s
     # The fuzz reached the supervisor and Flower, not only the validators.
     assert seen["POST /api/coordinator/runs/start"][201] + seen["POST /api/coordinator/runs/start"][202] >= 1, seen
     assert seen["POST /api/participant/supernode/start"][201] >= 1, seen
-    assert seen["POST /api/coordinator/superlink/stop"][200] == 1, seen
+    assert seen["POST /api/coordinator/superlink/stop"][200] >= 1, seen
 
 
 def test_api_anonymous_is_refused_everywhere_and_conforms(api_schema: schemathesis.BaseSchema) -> None:
