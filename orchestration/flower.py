@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,36 @@ RUN_EXTRA_FLAGS: dict[str, str | None] = {
     "--run-config": "run-config",
 }
 _TOML_SCALAR = r'(?:"[^"\\\n]{0,200}"|-?\d{1,18}(?:\.\d{1,18})?(?:[eE][-+]?\d{1,3})?|true|false)'
-_RUN_CONFIG_PAIR = re.compile(rf"^(?P<key>[a-z][a-z0-9-]{{0,63}})=(?P<value>{_TOML_SCALAR})$", re.ASCII)
+# One `key=value` of a --run-config string, as Flower's parse_config_args reads it: pairs are
+# separated by whitespace, and a quoted string value may itself hold spaces.
+_RUN_CONFIG_PAIR = re.compile(rf"\s*(?P<key>[a-z][a-z0-9-]{{0,63}})=(?P<value>{_TOML_SCALAR})(?=\s|$)", re.ASCII)
+
+
+def parse_run_config(value: str, *, flag: str = "--run-config", field: str = "extra_args") -> dict[str, str]:
+    """The pairs of one --run-config string, values kept as TOML text (`3`, `"fedprox"`)."""
+    pairs: dict[str, str] = {}
+    text = value.rstrip()
+    pos = 0
+    while pos < len(text):
+        match = _RUN_CONFIG_PAIR.match(text, pos)
+        if match is None:
+            bad = text[pos:].split(maxsplit=1)[0]
+            raise FlowerArgError(field, f"{flag} takes key=value pairs with TOML scalar values, got {bad!r}")
+        key = match.group("key")
+        if key in RESERVED_RUN_CONFIG_KEYS:
+            raise FlowerArgError(field, f"{flag} may not set {key!r}: FedML sets it")
+        if key in pairs:
+            raise FlowerArgError(field, f"{flag} sets {key!r} twice")
+        pairs[key] = match.group("value")
+        pos = match.end()
+    if not pairs:
+        raise FlowerArgError(field, f"{flag} needs at least one key=value pair")
+    return pairs
+
+
+def run_config_value(toml_value: str) -> Any:
+    """A parsed value as Flower types it: int, float, bool or str."""
+    return tomllib.loads(f"v = {toml_value}")["v"]
 
 
 def _check_value(flag: str, shape: str, value: str, *, field: str) -> None:
@@ -124,12 +154,7 @@ def _check_value(flag: str, shape: str, value: str, *, field: str) -> None:
         if value not in choices:
             raise FlowerArgError(field, f"{flag} takes one of {', '.join(choices)}, got {value!r}")
     elif shape == "run-config":
-        for pair in value.split():
-            match = _RUN_CONFIG_PAIR.match(pair)
-            if not match:
-                raise FlowerArgError(field, f"{flag} takes key=value pairs with TOML scalar values, got {pair!r}")
-            if match.group("key") in RESERVED_RUN_CONFIG_KEYS:
-                raise FlowerArgError(field, f"{flag} may not set {match.group('key')!r}: FedML sets it")
+        parse_run_config(value, flag=flag, field=field)
     else:  # pragma: no cover - a programming error in the tables above
         raise AssertionError(shape)
 

@@ -315,10 +315,9 @@ def run_request_start(
     app_config = flower.read_app_config(settings.FLOWER_APP_DIR)
     overrides: dict[str, Any] = {}
     for index, token in enumerate(args):
-        if token == "--run-config":
-            for pair in args[index + 1].split():
-                key, _, value = pair.partition("=")
-                overrides[key] = value.strip('"')
+        if token == "--run-config":  # validate_extra_args normalised `--flag=value` to two items
+            for key, value in flower.parse_run_config(args[index + 1]).items():
+                overrides[key] = flower.run_config_value(value)
     rounds = overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0))
     if not re.fullmatch(r"\d{1,9}", str(rounds), re.ASCII):
         raise InvalidInput(f"num-server-rounds must be a non-negative integer, got {rounds!r}", field="extra_args")

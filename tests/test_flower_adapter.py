@@ -255,6 +255,41 @@ def test_validate_extra_args_run_config_accepts_toml_scalar_pairs():
     assert out == ["--run-config", value]
 
 
+def test_run_config_string_values_may_hold_spaces_as_in_flowers_own_parser():
+    from flwr.common.config import parse_config_args
+
+    value = 'label="night run 2" num-server-rounds=3  fraction-train=0.5'
+
+    assert flower.parse_run_config(value) == {
+        "label": '"night run 2"',
+        "num-server-rounds": "3",
+        "fraction-train": "0.5",
+    }
+    assert flower.validate_extra_args(["--run-config", value], allowed=flower.RUN_EXTRA_FLAGS) == [
+        "--run-config",
+        value,
+    ]
+    # What Flower itself makes of the same string.
+    assert parse_config_args([value]) == {"label": "night run 2", "num-server-rounds": 3, "fraction-train": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("num-server-rounds=3 num-server-rounds=4", "sets 'num-server-rounds' twice"),
+        ("", "needs at least one key=value pair"),
+        ("   ", "needs at least one key=value pair"),
+        ('a="x"b=2', "got 'a=\"x\"b=2'"),
+    ],
+)
+def test_run_config_refuses_duplicate_keys_empty_strings_and_glued_pairs(value, message):
+    with pytest.raises(flower.FlowerArgError) as info:
+        flower.validate_extra_args(["--run-config", value], allowed=flower.RUN_EXTRA_FLAGS)
+
+    assert info.value.field == "extra_args"
+    assert message in info.value.message
+
+
 @pytest.mark.parametrize(
     "value",
     [

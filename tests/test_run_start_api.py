@@ -186,6 +186,18 @@ def test_run_request_start_records_app_config_with_run_config_overrides(app_dir,
     assert run.config["extra_args"] == ["--run-config", 'num-server-rounds=3 strategy="fedprox"']
 
 
+@pytest.mark.django_db
+def test_run_request_start_reads_quoted_run_config_values_with_spaces(app_dir, alive, superlink):
+    run = services.run_request_start(
+        project=services.project_ensure_default(),
+        extra_args=['--run-config=strategy="fedprox" partitioning="dirichlet alpha"', "--run-config", "local-epochs=1"],
+    )
+
+    assert run.config["app_config"]["strategy"] == "fedprox"
+    assert run.config["app_config"]["partitioning"] == "dirichlet alpha"
+    assert run.config["app_config"]["local-epochs"] == 1  # typed as Flower types it
+
+
 # ---------------------------------------------------------------- conflicts: 409
 @pytest.mark.django_db
 def test_run_start_with_no_superlink_answers_409(api_client, alive):
