@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +14,7 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from orchestration.models import (
+    ENROLLMENT_LIVE_STATUSES,
     RUN_LIVE_STATUSES,
     SESSION_LIVE_STATUSES,
     EnrollmentStatus,
@@ -20,6 +25,7 @@ from orchestration.models import (
     NodeRole,
     NodeSession,
     Project,
+    ProjectEvent,
     RoundMetric,
     SessionKind,
     SessionStatus,
@@ -195,3 +201,72 @@ def node_get(*, node_id: Any) -> Node | None:
 
 def supervisor_heartbeat_get(*, supervisor_id: Any) -> SupervisorHeartbeat | None:
     return SupervisorHeartbeat.objects.filter(pk=supervisor_id).first()
+
+
+# ---------------------------------------------------------------- housekeeping
+_HOME_NAME = re.compile(r"^(?P<kind>superlink|supernode|run|enrollment)-(?P<id>[0-9a-f-]{36})$")
+
+
+def flower_homes_prunable(*, before: datetime) -> list[Path]:
+    """FLWR_HOME dirs of sessions, runs and enrollments that ended before `before`.
+
+    Each holds Flower's scratch state (its config.toml and a copy of the app per run), never a
+    record FedML needs. Untouched since `before` as well, so nothing live is ever picked.
+    """
+    root = Path(settings.FLWR_HOME_ROOT)
+    if not root.is_dir():
+        return []
+    found: dict[str, dict[str, Path]] = {"session": {}, "run": {}, "enrollment": {}}
+    for path in root.iterdir():
+        match = _HOME_NAME.match(path.name)
+        if match is None or not path.is_dir() or path.is_symlink():
+            continue
+        if datetime.fromtimestamp(_newest_mtime(path), tz=UTC) >= before:
+            continue
+        kind = match.group("kind")
+        found["session" if kind in ("superlink", "supernode") else kind][match.group("id")] = path
+    keep: set[str] = set()
+    keep |= {
+        str(pk)
+        for pk in NodeSession.objects.filter(pk__in=list(found["session"]))
+        .exclude(ended_at__lt=before)
+        .values_list("pk", flat=True)
+    }
+    keep |= {
+        str(pk)
+        for pk in FederatedRun.objects.filter(pk__in=list(found["run"]))
+        .exclude(ended_at__lt=before)
+        .values_list("pk", flat=True)
+    }
+    keep |= {
+        str(pk)
+        for pk in NodeEnrollment.objects.filter(
+            pk__in=list(found["enrollment"]), status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED)
+        ).values_list("pk", flat=True)
+    }
+    return sorted(path for paths in found.values() for key, path in paths.items() if key not in keep)
+
+
+def _newest_mtime(path: Path) -> float:
+    newest = path.lstat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+    return newest
+
+
+def project_events_before(*, before: datetime) -> QuerySet[ProjectEvent]:
+    return ProjectEvent.objects.filter(created_at__lt=before)
+
+
+def supervisor_heartbeats_prunable(*, before: datetime) -> QuerySet[SupervisorHeartbeat]:
+    """Heartbeats of supervisors gone since `before` that no live row still names (reconcile reads them)."""
+    referenced = (
+        set(NodeSession.objects.filter(status__in=SESSION_LIVE_STATUSES).values_list("supervisor_id", flat=True))
+        | set(FederatedRun.objects.filter(status__in=RUN_LIVE_STATUSES).values_list("supervisor_id", flat=True))
+        | set(
+            NodeEnrollment.objects.filter(status__in=ENROLLMENT_LIVE_STATUSES).values_list("supervisor_id", flat=True)
+        )
+    )
+    return SupervisorHeartbeat.objects.filter(beat_at__lt=before).exclude(pk__in=[i for i in referenced if i])

@@ -5,7 +5,7 @@ import uuid
 import factory
 from django.utils import timezone
 
-from orchestration.models import FederatedRun, Node, NodeSession, Project, SupervisorHeartbeat
+from orchestration.models import FederatedRun, Node, NodeEnrollment, NodeSession, Project, SupervisorHeartbeat
 
 
 class ProjectFactory(factory.django.DjangoModelFactory):
@@ -68,3 +68,12 @@ def staff_api_client() -> object:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+class NodeEnrollmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NodeEnrollment
+
+    node = factory.SubFactory(NodeFactory)
+    public_key = "ecdsa-sha2-nistp384 AAAA"
+    status = "requested"
