@@ -247,6 +247,28 @@ def flower_homes_prunable(*, before: datetime) -> list[Path]:
     return sorted(path for paths in found.values() for key, path in paths.items() if key not in keep)
 
 
+def flower_app_copies_prunable(*, before: datetime) -> list[Path]:
+    """App copies in the homes of live SuperLinks and SuperNodes, untouched since `before`.
+
+    Flower installs the app once per run into the home of every process that runs it, and a
+    site's SuperNode lives for months. Only while no run is live: an idle copy is not in use.
+    """
+    root = Path(settings.FLWR_HOME_ROOT)
+    if not root.is_dir() or FederatedRun.objects.filter(status__in=RUN_LIVE_STATUSES).exists():
+        return []
+    live = NodeSession.objects.filter(status__in=SESSION_LIVE_STATUSES).values_list("kind", "pk")
+    copies: list[Path] = []
+    for kind, pk in live:
+        apps = root / f"{kind}-{pk}" / "apps"
+        if not apps.is_dir() or apps.is_symlink():
+            continue
+        for copy in apps.iterdir():
+            idle = copy.is_dir() and not copy.is_symlink() and _newest_mtime(copy) < before.timestamp()
+            if idle:
+                copies.append(copy)
+    return sorted(copies)
+
+
 def _newest_mtime(path: Path) -> float:
     newest = path.lstat().st_mtime
     for dirpath, dirnames, filenames in os.walk(path):

@@ -82,8 +82,10 @@ def test_prune_removes_homes_of_long_ended_sessions_runs_and_enrollments_and_kee
         assert not path.exists(), path
         assert f"removed {path}" in output
     for path in [*kept, recently_written]:
-        assert path.is_dir(), path
-    assert "removed 4 Flower home(s)" in output
+        assert (path / "config.toml").is_file(), path
+    # The live SuperNode keeps its home; only its idle app copy (no run is live) went too.
+    assert not (kept[0] / "apps" / "fedml.fedml-flower-app.1.0.0.ec3ce76f").exists()
+    assert "removed 5 Flower dir(s)" in output
 
 
 def test_prune_deletes_only_old_project_events_and_sequence_numbers_keep_growing(homes):
@@ -132,7 +134,7 @@ def test_prune_dry_run_lists_what_would_go_and_removes_nothing(homes):
     output = _prune("--older-than-days", "30", "--dry-run")
 
     assert f"would remove {home}" in output
-    assert "would remove 1 Flower home(s), 0 project event(s), 1 supervisor heartbeat(s)" in output
+    assert "would remove 1 Flower dir(s), 0 project event(s), 1 supervisor heartbeat(s)" in output
     assert home.is_dir()
     assert SupervisorHeartbeat.objects.count() == 1
 
@@ -146,3 +148,24 @@ def test_prune_refuses_a_bad_age_naming_the_option_and_changes_nothing(homes, va
         _prune("--older-than-days", value)
 
     assert home.is_dir()
+
+
+def test_prune_removes_idle_app_copies_from_live_supernode_homes_only_while_no_run_is_live(homes):
+    old = LONG_AGO.timestamp()
+    supernode = NodeSessionFactory(status="running")
+    home = _home(homes, f"supernode-{supernode.pk}", touched=old)
+    stale = home / "apps" / "fedml.fedml-flower-app.1.0.0.ec3ce76f"
+    fresh = home / "apps" / "fedml.fedml-flower-app.1.0.0.0123abcd"
+    fresh.mkdir()
+    live_run = FederatedRunFactory(status="running")
+
+    assert "0 Flower dir(s)" in _prune("--older-than-days", "30")  # a run is live: its copy may be in use
+    assert stale.is_dir()
+
+    live_run.status = "completed"
+    live_run.save()
+    output = _prune("--older-than-days", "30")
+
+    assert f"removed {stale}" in output
+    assert not stale.exists()
+    assert fresh.is_dir() and (home / "config.toml").is_file()

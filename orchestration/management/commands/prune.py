@@ -17,8 +17,9 @@ def _days(value: str) -> int:
 
 class Command(BaseCommand):
     help = (
-        "Remove Flower's scratch homes of processes that ended, old project events and heartbeats of "
-        "long-gone supervisors. Log lines, runs, sessions and metrics are the record and are kept."
+        "Remove Flower's scratch homes of processes that ended, idle app copies (one per run) in the homes "
+        "of live ones, old project events and heartbeats of long-gone supervisors. Log lines, runs, "
+        "sessions and metrics are the record and are kept."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -29,9 +30,9 @@ class Command(BaseCommand):
         days = _days(str(options["older_than_days"]))
         report = call(services.history_prune, older_than=timedelta(days=days), dry_run=options["dry_run"])
         verb = "would remove" if options["dry_run"] else "removed"
-        for home in report.flower_homes:
-            self.stdout.write(f"{verb} {home}")
+        for path in report.flower_dirs:
+            self.stdout.write(f"{verb} {path}")
         self.stdout.write(
-            f"{verb} {len(report.flower_homes)} Flower home(s), {report.project_events} project event(s), "
+            f"{verb} {len(report.flower_dirs)} Flower dir(s), {report.project_events} project event(s), "
             f"{report.supervisor_heartbeats} supervisor heartbeat(s) older than {days} day(s)"
         )
