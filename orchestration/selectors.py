@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,9 @@ def supervisor_heartbeat_get(*, supervisor_id: Any) -> SupervisorHeartbeat | Non
 
 
 # ---------------------------------------------------------------- housekeeping
-_HOME_NAME = re.compile(r"^(?P<kind>superlink|supernode|run|enrollment)-(?P<id>[0-9a-f-]{36})$")
+_HOME_NAME = re.compile(
+    r"^(?P<kind>superlink|supernode|run|enrollment)-(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 
 
 def flower_homes_prunable(*, before: datetime) -> list[Path]:
@@ -216,35 +218,25 @@ def flower_homes_prunable(*, before: datetime) -> list[Path]:
     root = Path(settings.FLWR_HOME_ROOT)
     if not root.is_dir():
         return []
-    found: dict[str, dict[str, Path]] = {"session": {}, "run": {}, "enrollment": {}}
+    # Per kind of home: the rows that still need theirs (missing rows need nothing).
+    still_needed: dict[str, QuerySet[Any]] = {
+        "superlink": NodeSession.objects.exclude(ended_at__lt=before),
+        "supernode": NodeSession.objects.exclude(ended_at__lt=before),
+        "run": FederatedRun.objects.exclude(ended_at__lt=before),
+        "enrollment": NodeEnrollment.objects.filter(
+            status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED)
+        ),
+    }
+    candidates: dict[str, dict[str, Path]] = {kind: {} for kind in still_needed}
     for path in root.iterdir():
         match = _HOME_NAME.match(path.name)
-        if match is None or not path.is_dir() or path.is_symlink():
-            continue
-        if datetime.fromtimestamp(_newest_mtime(path), tz=UTC) >= before:
-            continue
-        kind = match.group("kind")
-        found["session" if kind in ("superlink", "supernode") else kind][match.group("id")] = path
-    keep: set[str] = set()
-    keep |= {
-        str(pk)
-        for pk in NodeSession.objects.filter(pk__in=list(found["session"]))
-        .exclude(ended_at__lt=before)
-        .values_list("pk", flat=True)
-    }
-    keep |= {
-        str(pk)
-        for pk in FederatedRun.objects.filter(pk__in=list(found["run"]))
-        .exclude(ended_at__lt=before)
-        .values_list("pk", flat=True)
-    }
-    keep |= {
-        str(pk)
-        for pk in NodeEnrollment.objects.filter(
-            pk__in=list(found["enrollment"]), status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED)
-        ).values_list("pk", flat=True)
-    }
-    return sorted(path for paths in found.values() for key, path in paths.items() if key not in keep)
+        if match and path.is_dir() and not path.is_symlink() and _newest_mtime(path) < before.timestamp():
+            candidates[match.group("kind")][match.group("id")] = path
+    prunable: list[Path] = []
+    for kind, paths in candidates.items():
+        needed = {str(pk) for pk in still_needed[kind].filter(pk__in=list(paths)).values_list("pk", flat=True)}
+        prunable += [path for key, path in paths.items() if key not in needed]
+    return sorted(prunable)
 
 
 def flower_app_copies_prunable(*, before: datetime) -> list[Path]:

@@ -725,6 +725,7 @@ class Supervisor:
         if run.pid is None and not run.flower_run_id:
             # Claimed but never spawned (it was waiting for its SuperLink): nothing to stop.
             notes.append("`flwr run` had not been started")
+            flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run.pk))
             services.run_mark_ended(run_id=run.pk, status=RunStatus.FAILED, detail="; ".join(notes))
             return
         superlink_alive = bool(

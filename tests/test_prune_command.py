@@ -73,6 +73,7 @@ def test_prune_removes_homes_of_long_ended_sessions_runs_and_enrollments_and_kee
         _home(homes, f"enrollment-{pending.pk}", touched=old),  # its registration is under way
         _home(homes, f"supernode-{ended_supernode.pk}".replace("supernode", "notes"), touched=old),
         _home(homes, "fake-something", touched=old),
+        _home(homes, "run-" + "-" * 36, touched=old),  # not a FedML id
     ]
     recently_written = _home(homes, f"run-{FederatedRunFactory(status='failed', ended_at=LONG_AGO).pk}")
 
