@@ -132,10 +132,11 @@ class SuperlinkStartApi(AuditedApiView):
         node = services.coordinator_node_ensure()
         session = services.superlink_request_start(node=node, **data.validated_data)
         session = services.session_wait_spawned(session_id=session.id)
-        code = 201 if session.status == SessionStatus.RUNNING else 502
+        # 502 only when the SuperLink failed to start (not when a stop overtook the answer).
+        code = 502 if session.status in (SessionStatus.FAILED, SessionStatus.LOST) else 201
         return Response(
             {
-                "status": "started" if code == 201 else session.status,
+                "status": "started" if session.status == SessionStatus.RUNNING else session.status,
                 "pid": session.pid,
                 "log_path": session.log_path or None,
                 "session_id": str(session.id),
@@ -194,10 +195,12 @@ class RunStartApi(AuditedApiView):
         if not waiting:
             # Flower's run id arrives on `flwr run`'s output a moment later; wait briefly for it.
             run = services.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
-        ok = run.status in ("starting", "running")
+        # Only a run that failed is Flower failing to start; one already completed or stopped is not.
+        ok = run.status != "failed"
+        live = run.status in ("starting", "running")
         return Response(
             {
-                "status": "starting" if waiting else "started" if ok else run.status,
+                "status": "starting" if waiting else "started" if live else run.status,
                 "pid": run.pid,
                 "log_path": run.log_path or None,
                 "run_id": str(run.id),

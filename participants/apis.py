@@ -66,10 +66,11 @@ class SupernodeStartApi(AuditedApiView):
         node = orchestration_services.participant_node_ensure()
         session = services.supernode_request_start(node=node, **data.validated_data)
         session = orchestration_services.session_wait_spawned(session_id=session.id)
-        ok = session.status == SessionStatus.RUNNING
+        # 502 only when the SuperNode failed to start (not when a stop overtook the answer).
+        ok = session.status not in (SessionStatus.FAILED, SessionStatus.LOST)
         return Response(
             {
-                "status": "started" if ok else session.status,
+                "status": "started" if session.status == SessionStatus.RUNNING else session.status,
                 "pid": session.pid,
                 "log_path": session.log_path or None,
                 "session_id": str(session.id),

@@ -275,3 +275,35 @@ def alive(settings: Any, db: None) -> None:
 def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(tmp_path) as s:
         yield s
+
+
+@pytest.fixture
+def supervisor_in_thread(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[Any]:
+    """A real Supervisor running its loop in a thread of this process, on its own data dirs."""
+    import threading
+
+    from orchestration import selectors
+    from orchestration.supervisor import Supervisor
+
+    settings.DATA_DIR = tmp_path / "var"
+    settings.LOG_DIR = tmp_path / "logs"
+    settings.FLWR_HOME_ROOT = tmp_path / "var" / "flwr_home"
+    settings.ARTIFACTS_DIR = tmp_path / "var" / "artifacts"
+    settings.CERTIFICATES_DIR = tmp_path / "var" / "certificates"
+    sup = Supervisor()
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            sup.run_forever(stop)
+        finally:
+            connection.close()
+
+    loop = threading.Thread(target=serve, name="supervisor", daemon=True)
+    loop.start()
+    wait_until(lambda: selectors.supervisor_is_alive(sup.id), timeout=10, message="the supervisor's heartbeat")
+    try:
+        yield sup
+    finally:
+        stop.set()
+        loop.join(60)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import shutil
 import socket
-import threading
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
-from orchestration import selectors, services
-from orchestration.models import FederatedRun
-from orchestration.supervisor import Supervisor
-from tests.conftest import wait_until
+from orchestration import services
+from orchestration.models import FederatedRun, NodeSession
+from tests.conftest import free_port
 from tests.factories import FederatedRunFactory, NodeSessionFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,47 +123,52 @@ def test_run_start_valid_request_that_no_supervisor_picks_up_answers_503_and_wit
     assert FederatedRun.objects.count() == 0
 
 
-@pytest.mark.django_db(transaction=True)
-def test_run_start_claimed_while_the_superlink_is_not_listening_answers_202_saying_so(api_client, settings, tmp_path):
-    """A supervisor that has the run but waits for its SuperLink is not "no supervisor": 202, not 503."""
-    settings.START_WAIT_SECONDS = 1.0
-    settings.FLWR_HOME_ROOT = tmp_path / "flwr_home"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens here
-    sup = Supervisor()
-    superlink = NodeSessionFactory(
+def _superlink_row(*, supervisor_id: object, port: int) -> NodeSession:
+    return NodeSessionFactory(
         node=services.coordinator_node_ensure(),
         kind="superlink",
         status="running",
-        supervisor_id=sup.id,  # its own, so reconciling at start-up leaves it alone
+        supervisor_id=supervisor_id,  # the live supervisor's own, so its start-up reconcile leaves it alone
         runtime_config={"host": "127.0.0.1", "port": port, "address": f"127.0.0.1:{port}", "insecure": True},
     )
-    stop = threading.Event()
 
-    def serve() -> None:
-        try:
-            sup.run_forever(stop)
-        finally:
-            connection.close()
 
-    loop = threading.Thread(target=serve, daemon=True)
-    loop.start()
-    try:
-        wait_until(lambda: selectors.supervisor_is_alive(sup.id), timeout=10, message="the supervisor's heartbeat")
+def test_run_start_claimed_while_the_superlink_is_not_listening_answers_202_saying_so(
+    api_client, supervisor_in_thread, settings
+):
+    """A supervisor that has the run but waits for its SuperLink is not "no supervisor": 202, not 503."""
+    settings.START_WAIT_SECONDS = 1.0
+    port = free_port()  # nothing listens here
+    superlink = _superlink_row(supervisor_id=supervisor_in_thread.id, port=port)
+
+    status, payload = _post(api_client, {})
+
+    run = FederatedRun.objects.get()
+    assert status == 202, payload
+    assert payload["status"] == "starting"
+    assert payload["pid"] is None
+    assert payload["run_id"] == str(run.id)
+    assert payload["session_id"] == str(superlink.id)
+    assert payload["detail"] == f"waiting for the SuperLink at 127.0.0.1:{port} to accept connections"
+    assert run.status == "starting" and run.supervisor_id == supervisor_in_thread.id
+
+
+def test_run_start_whose_flwr_cannot_be_started_answers_502_with_the_cause(
+    api_client, supervisor_in_thread, settings, tmp_path
+):
+    settings.START_WAIT_SECONDS = 5.0
+    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
+    settings.FLOWER_BIN_DIR.mkdir()
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        _superlink_row(supervisor_id=supervisor_in_thread.id, port=listening.getsockname()[1])
+
         status, payload = _post(api_client, {})
-        run = FederatedRun.objects.get()
-        assert status == 202, payload
-        assert payload["status"] == "starting"
-        assert payload["pid"] is None
-        assert payload["run_id"] == str(run.id)
-        assert payload["session_id"] == str(superlink.id)
-        assert payload["detail"] == f"waiting for the SuperLink at 127.0.0.1:{port} to accept connections"
-        assert run.status == "starting" and run.supervisor_id == sup.id
-    finally:
-        stop.set()
-        loop.join(30)
-    assert FederatedRun.objects.get().status == "stopped"  # the supervisor's shutdown ended it, never spawned
+
+    assert status == 502, payload
+    assert payload["status"] == "failed"
+    assert payload["detail"].startswith("FedML could not start `flwr run`")
+    run = FederatedRun.objects.get()
+    assert run.status == "failed" and run.ended_at is not None
 
 
 # ---------------------------------------------------------------- the recorded intent (service)

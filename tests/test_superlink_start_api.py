@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
+from tests.conftest import free_port
 from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 
 START = "/api/coordinator/superlink/start"
@@ -213,3 +214,19 @@ def test_superlink_stop_with_an_unclaimed_request_withdraws_it(api_client):
     requested.refresh_from_db()
     assert requested.status == "stopped"
     assert requested.ended_at is not None
+
+
+def test_superlink_start_whose_binary_cannot_be_started_answers_502_with_the_cause(
+    api_client, supervisor_in_thread, settings, tmp_path
+):
+    settings.START_WAIT_SECONDS = 5.0
+    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
+    settings.FLOWER_BIN_DIR.mkdir()
+
+    status, payload = _post(api_client, {"listen_address": f"127.0.0.1:{free_port()}"})
+
+    assert status == 502, payload
+    assert payload["status"] == "failed"
+    assert "flower-superlink" in payload["detail"]
+    session = NodeSession.objects.get(pk=payload["session_id"])
+    assert session.status == "failed" and session.ended_at is not None

@@ -192,3 +192,19 @@ def test_supernode_stop_with_an_unknown_session_id_answers_409_naming_the_field(
 
     assert response.status_code == 409
     assert response.json()["field"] == "session_id"
+
+
+def test_supernode_start_whose_binary_cannot_be_started_answers_502_with_the_cause(
+    api_client, supervisor_in_thread, settings, tmp_path
+):
+    settings.START_WAIT_SECONDS = 5.0
+    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
+    settings.FLOWER_BIN_DIR.mkdir()
+
+    status, payload = _post(api_client, {"superlink_address": "127.0.0.1:9092", "partition_id": 0})
+
+    assert status == 502, payload
+    assert payload["status"] == "failed"
+    assert "flower-supernode" in payload["detail"]
+    session = NodeSession.objects.get(pk=payload["session_id"])
+    assert session.status == "failed" and session.ended_at is not None
