@@ -153,8 +153,6 @@ def _check_value(flag: str, shape: str, value: str, *, field: str) -> None:
         choices = shape.removeprefix("choice:").split(",")
         if value not in choices:
             raise FlowerArgError(field, f"{flag} takes one of {', '.join(choices)}, got {value!r}")
-    elif shape == "run-config":
-        parse_run_config(value, flag=flag, field=field)
     else:  # pragma: no cover - a programming error in the tables above
         raise AssertionError(shape)
 
@@ -168,6 +166,8 @@ def validate_extra_args(args: Any, *, allowed: dict[str, str | None], field: str
     if len(args) > 32:
         raise FlowerArgError(field, f"{field} may hold at most 32 items")
     out: list[str] = []
+    seen: set[str] = set()
+    run_config_keys: set[str] = set()
     i = 0
     while i < len(args):
         token = args[i]
@@ -175,6 +175,11 @@ def validate_extra_args(args: Any, *, allowed: dict[str, str | None], field: str
         if flag not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
             raise FlowerArgError(field, f"{field}: {flag!r} is not allowed here (allowed: {names})")
+        # Flower would silently keep the last one; say so instead. --run-config may repeat
+        # (Flower merges them), but not set one key twice.
+        if flag in seen and allowed[flag] != "run-config":
+            raise FlowerArgError(field, f"{field}: {flag} is given twice")
+        seen.add(flag)
         shape = allowed[flag]
         if shape is None:
             if eq:
@@ -192,7 +197,13 @@ def validate_extra_args(args: Any, *, allowed: dict[str, str | None], field: str
             i += 2
         if len(value) > 1000 or "\x00" in value:
             raise FlowerArgError(field, f"{field}: the value of {flag} is too long or contains NUL")
-        _check_value(flag, shape, value, field=field)
+        if shape == "run-config":
+            keys = set(parse_run_config(value, flag=flag, field=field))
+            if keys & run_config_keys:
+                raise FlowerArgError(field, f"{flag} sets {sorted(keys & run_config_keys)[0]!r} twice")
+            run_config_keys |= keys
+        else:
+            _check_value(flag, shape, value, field=field)
         out.extend([flag, value])
     return out
 

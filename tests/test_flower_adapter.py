@@ -689,3 +689,30 @@ def test_child_env_isolates_flower_and_puts_the_venv_first_on_path(tmp_path, mon
     assert env["EXTRA"] == "1"
     assert "SECRET_TOKEN" not in env
     assert "DATABASE_URL" not in env
+
+
+@pytest.mark.parametrize(
+    ("args", "allowed", "message"),
+    [
+        (["--max-retries", "1", "--max-retries", "2"], flower.SUPERNODE_EXTRA_FLAGS, "--max-retries is given twice"),
+        (["--isolation=subprocess", "--isolation", "process"], flower.SUPERNODE_EXTRA_FLAGS, "given twice"),
+        (["--run-config", "a=1", "--run-config=b=2 a=3"], flower.RUN_EXTRA_FLAGS, "sets 'a' twice"),
+    ],
+)
+def test_validate_extra_args_refuses_a_flag_or_run_config_key_given_twice(args, allowed, message):
+    with pytest.raises(flower.FlowerArgError) as info:
+        flower.validate_extra_args(args, allowed=allowed)
+
+    assert info.value.field == "extra_args"
+    assert message in info.value.message
+
+
+def test_validate_extra_args_accepts_run_config_split_over_several_flags_as_flower_merges_them():
+    args = ["--run-config", "num-server-rounds=2", '--run-config=strategy="fedprox"']
+
+    assert flower.validate_extra_args(args, allowed=flower.RUN_EXTRA_FLAGS) == [
+        "--run-config",
+        "num-server-rounds=2",
+        "--run-config",
+        'strategy="fedprox"',
+    ]
