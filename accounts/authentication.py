@@ -54,7 +54,10 @@ def identify(credential: str) -> Any | None:
         claims = supabase_claims(credential)
     except (jwt.InvalidTokenError, jwt.PyJWKClientError, ValueError):
         return None
-    identity = SupabaseIdentity.objects.select_related("user").filter(subject=str(claims["sub"])).first()
+    subject = str(claims["sub"])
+    if not subject or "\x00" in subject or len(subject) > 200:
+        return None  # no such subject can be stored; asking PostgreSQL would be an error
+    identity = SupabaseIdentity.objects.select_related("user").filter(subject=subject).first()
     if identity is None or not identity.user.is_active:
         return None
     return identity.user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -16,10 +17,23 @@ from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.models import Node, NodeRole, Project
 
 TOKEN_PREFIX = "fedml"
+TOKEN_PREFIX_RE = re.compile(r"[0-9a-f]{12}")
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _storable(value: Any, limit: int = 2000) -> Any:
+    """What a hostile request put in an audit record, made storable anywhere: PostgreSQL refuses
+    NUL in text and jsonb, and lone surrogates cannot be encoded as UTF-8."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]
+    if isinstance(value, dict):
+        return {_storable(str(key), 200): _storable(item, limit) for key, item in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [_storable(item, limit) for item in value[:50]]
+    return value
 
 
 def audit_record(
@@ -36,13 +50,13 @@ def audit_record(
     label = str(actor) if isinstance(actor, str) else (user.get_username() if user else "anonymous")
     return AuditEvent.objects.create(
         actor=user,
-        actor_label=label[:200],
-        action=action[:60],
-        target=str(target)[:200],
+        actor_label=_storable(label, 200),
+        action=_storable(action, 60),
+        target=_storable(str(target), 200),
         outcome=outcome,
-        remote_addr=remote_addr[:64],
+        remote_addr=_storable(remote_addr, 64),
         via=via,
-        detail=detail or {},
+        detail=_storable(detail or {}),
     )
 
 
@@ -72,7 +86,8 @@ def api_token_revoke(*, prefix: str, actor: Any, via: str) -> ApiToken:
 def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
     """The user of a presented token, or None. Constant-time comparison of the hash."""
     parts = raw.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+    # Checked before any query: a NUL in a header must be "unknown token", not a database error.
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not TOKEN_PREFIX_RE.fullmatch(parts[1]):
         return None
     token = ApiToken.objects.select_related("user").filter(prefix=parts[1], revoked_at__isnull=True).first()
     if token is None or not hmac.compare_digest(token.key_hash, _hash(parts[2])):

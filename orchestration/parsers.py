@@ -4,6 +4,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE never applies to it."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from django.conf import settings
@@ -21,4 +22,11 @@ class LimitedJSONParser(JSONParser):
         data = stream.read(limit + 1) if stream is not None else b""
         if len(data) > limit:
             raise ParseError(f"the body is larger than {limit} bytes")
-        return super().parse(io.BytesIO(data), media_type, parser_context)
+        parsed = super().parse(io.BytesIO(data), media_type, parser_context)
+        try:
+            # JSON may spell lone surrogates ("\ud800"), which are not text: nothing could echo,
+            # store or log them as UTF-8, so the body is refused here.
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError("the body holds a lone surrogate (U+D800 to U+DFFF), which is not valid Unicode") from None
+        return parsed

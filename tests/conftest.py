@@ -34,6 +34,21 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_droppable(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Torn down just before pytest-django drops the test database: a connection an executor
+    thread still holds (a websocket test's last database_sync_to_async call) must not make the
+    drop fail. Only the test database's other sessions are ended."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -44,7 +44,16 @@ def test_api_token_authenticates_until_revoked_and_only_its_hash_is_stored(staff
 
 @pytest.mark.parametrize(
     "authorization",
-    ["Bearer fedml_nope_nope", "Bearer ", "Basic b3BzOnB3", "Token abc", "Bearer fedml_only", "Bearer " + "x" * 9000],
+    [
+        "Bearer fedml_nope_nope",
+        "Bearer ",
+        "Basic b3BzOnB3",
+        "Token abc",
+        "Bearer fedml_only",
+        "Bearer " + "x" * 9000,
+        "Bearer fedml_ab\x00cdef012345_secret",  # PostgreSQL cannot even be asked about a NUL
+        "Bearer fedml_ABCDEF012345_secret",
+    ],
 )
 def test_malformed_or_unknown_credentials_are_refused_with_401(staff: Any, authorization: str) -> None:
     assert _get(authorization) == 401
@@ -73,6 +82,8 @@ def supabase(settings: Any, staff: Any) -> Any:
         ({"aud": "anon"}, 401),  # wrong audience
         ({"sub": "someone-else"}, 401),  # unknown subject: never auto-created
         ({"exp": None}, 401),  # no expiry
+        ({"sub": "supa\x00user"}, 401),  # a subject no row can hold
+        ({"sub": "s" * 201}, 401),
     ],
 )
 def test_supabase_access_tokens_are_verified_locally(supabase: Any, claims: dict, status: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.models import AuditEvent
 from orchestration import services
 from orchestration.models import FederatedRun, NodeSession
 from tests.conftest import free_port
@@ -70,6 +71,27 @@ def test_run_start_refuses_bad_input_naming_the_field_and_writes_nothing(api_cli
 
     assert status == 400
     assert payload["field"] == field
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_run_start_refuses_an_unknown_field_whose_name_holds_nul_and_audits_it_storably(api_client, alive, superlink):
+    status, payload = _post(api_client, {"a\x00b": 1})
+
+    assert status == 400
+    assert payload["field"] == "a\x00b"
+    assert FederatedRun.objects.count() == 0
+    event = AuditEvent.objects.get(action="run.start")
+    assert event.outcome == "error" and event.detail["field"] == "a\ufffdb"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [b'{"\\ud800": 1}', b'{"label": "x\\udfff"}', b'{"extra_args": ["\\udbff"]}'])
+def test_run_start_refuses_a_body_with_a_lone_surrogate_as_not_unicode(api_client, alive, superlink, body):
+    response = api_client.post(START, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"].endswith("a lone surrogate (U+D800 to U+DFFF), which is not valid Unicode")
     assert FederatedRun.objects.count() == 0
 
 
