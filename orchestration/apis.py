@@ -14,7 +14,7 @@ from accounts.drf import AuditedApiView, FederationControl, ProjectMember
 from orchestration import selectors, services
 from orchestration.models import FederatedRun, NodeSession, SessionStatus
 from orchestration.openapi import documented
-from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer
+from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer, parse_count
 
 LOG_PARAMETERS = [
     OpenApiParameter("after", int, description="lines with seq greater than this"),
@@ -261,15 +261,11 @@ class SessionLogApi(AuditedApiView):
 
     @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
     def get(self, request: Request, kind: str, owner_id: str) -> Response:
-        try:
-            after = int(request.query_params.get("after", "0"))
-            before = request.query_params.get("before")
-            before_seq = int(before) if before is not None else None
-            limit = min(int(request.query_params.get("limit", "1000")), 5000)
-        except ValueError:
-            return Response({"detail": "after, before and limit must be integers", "field": "after"}, status=400)
-        if limit < 1 or after < 0:
-            return Response({"detail": "limit must be >= 1 and after >= 0", "field": "limit"}, status=400)
+        params = request.query_params
+        after = parse_count(params.get("after", "0"), field="after")
+        before = params.get("before")
+        before_seq = parse_count(before, field="before") if before is not None else None
+        limit = min(parse_count(params.get("limit", "1000"), field="limit", minimum=1), 5000)
         owner = selectors.session_get(session_id=owner_id) if kind == "sessions" else selectors.run_get(run_id=owner_id)
         if owner is None:
             return Response({"detail": f"{kind[:-1]} {owner_id} not found", "field": "id"}, status=404)

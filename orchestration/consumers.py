@@ -27,7 +27,9 @@ from accounts import permissions
 from accounts.middleware import SUBPROTOCOL
 from accounts.services import audit_record
 from orchestration import streaming
+from orchestration.errors import InvalidInput
 from orchestration.models import FederatedRun, NodeSession, Project, SessionKind
+from orchestration.serializers import parse_count
 
 WINDOW = 20_000  # items sent but not yet acknowledged
 BATCH = 2_000  # items per message at most
@@ -60,12 +62,9 @@ def _int_param(query: dict[str, list[str]], name: str) -> int | None:
     if not values:
         return None
     try:
-        value = int(values[-1])
-    except ValueError:
-        raise BadRequest(f"{name} must be a non-negative integer") from None
-    if value < 0:
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return value
+        return parse_count(values[-1], field=name)
+    except InvalidInput as exc:
+        raise BadRequest(exc.message) from None
 
 
 class FollowConsumer(AsyncWebsocketConsumer):

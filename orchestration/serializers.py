@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework import serializers
+
+from orchestration.errors import InvalidInput
+
+_COUNT = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+
+def parse_count(value: str, *, field: str, minimum: int = 0) -> int:
+    """A query-string sequence number or limit: ASCII digits that fit a bigint. Python's int()
+    would also take "１２", "1_000" and numbers no database column holds."""
+    if not _COUNT.fullmatch(value) or int(value) < minimum:
+        raise InvalidInput(f"{field} must be a whole number >= {minimum}, got {value[:40]!r}", field=field)
+    return int(value)
 
 
 class StrictSerializer(serializers.Serializer):

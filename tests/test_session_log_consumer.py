@@ -110,10 +110,12 @@ async def test_unknown_session_and_bad_cursor_close_with_their_codes() -> None:
     ws, _, _ = await connect("/ws/sessions/00000000-0000-0000-0000-000000000000/logs/", user)
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": consumers.CLOSE_NOT_FOUND}
     session = await running_session()
-    ws, _, _ = await connect(f"/ws/sessions/{session.pk}/logs/?after=abc", user)
-    error = await receive(ws)
-    assert error["type"] == "error" and "after" in error["detail"]
-    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": consumers.CLOSE_BAD_REQUEST}
+    # Python's int() would take the fullwidth digits and "1_000"; no bigint holds the last one.
+    for cursor in ("abc", "-1", "%EF%BC%91%EF%BC%92", "1_000", "9999999999999999999"):
+        ws, _, _ = await connect(f"/ws/sessions/{session.pk}/logs/?after={cursor}", user)
+        error = await receive(ws)
+        assert error["type"] == "error" and error["detail"].startswith("after must be a whole number"), cursor
+        assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": consumers.CLOSE_BAD_REQUEST}
 
 
 @sync_to_async
