@@ -318,6 +318,13 @@ def run_request_start(
     for index, token in enumerate(args):
         if token == "--run-config":  # validate_extra_args normalised `--flag=value` to two items
             for key, value in flower.parse_run_config(args[index + 1]).items():
+                if key not in app_config:
+                    # The SuperLink would refuse the run; say so now, naming the key.
+                    raise InvalidInput(
+                        f"--run-config: {key!r} is not a key of the app's [tool.flwr.app.config] "
+                        f"(its keys: {', '.join(sorted(set(app_config) - flower.RESERVED_RUN_CONFIG_KEYS))})",
+                        field="extra_args",
+                    )
                 overrides[key] = flower.run_config_value(value)
     rounds = overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0))
     if not re.fullmatch(r"\d{1,9}", str(rounds), re.ASCII):

@@ -96,6 +96,18 @@ def test_run_start_refuses_a_body_with_a_lone_surrogate_as_not_unicode(api_clien
 
 
 @pytest.mark.django_db
+def test_run_start_refuses_a_run_config_key_the_app_does_not_have(api_client, alive, superlink):
+    """Flower's SuperLink would refuse the run after the fact; FedML says so before anything starts."""
+    status, payload = _post(api_client, {"extra_args": ["--run-config", "num-server-rounds=2 lerning-rate=0.1"]})
+
+    assert status == 400
+    assert payload["field"] == "extra_args"
+    assert "'lerning-rate' is not a key of the app's [tool.flwr.app.config]" in payload["detail"]
+    assert "learning-rate" in payload["detail"] and "current-run-id" not in payload["detail"]
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("rounds", ['"abc"', "2.5", "true", "1e3"])
 def test_run_start_refuses_a_non_integer_num_server_rounds_override(api_client, alive, superlink, rounds):
     # The allowlist accepts any TOML scalar, but the service turns this key into an int.
