@@ -322,3 +322,11 @@ def supervisor_in_thread(transactional_db: None, settings: Any, tmp_path: Path) 
     finally:
         stop.set()
         loop.join(60)
+
+
+@pytest.fixture
+def flower_missing(settings: Any, tmp_path: Path) -> None:
+    """The supervisor finds no Flower binaries: every spawn fails as on a broken install."""
+    settings.START_WAIT_SECONDS = 5.0
+    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
+    settings.FLOWER_BIN_DIR.mkdir()

@@ -188,11 +188,8 @@ def test_run_start_claimed_while_the_superlink_is_not_listening_answers_202_sayi
 
 
 def test_run_start_whose_flwr_cannot_be_started_answers_502_with_the_cause(
-    api_client, supervisor_in_thread, settings, tmp_path
+    api_client, supervisor_in_thread, flower_missing
 ):
-    settings.START_WAIT_SECONDS = 5.0
-    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
-    settings.FLOWER_BIN_DIR.mkdir()
     with socket.create_server(("127.0.0.1", 0)) as listening:
         _superlink_row(supervisor_id=supervisor_in_thread.id, port=listening.getsockname()[1])
 

@@ -217,11 +217,8 @@ def test_superlink_stop_with_an_unclaimed_request_withdraws_it(api_client):
 
 
 def test_superlink_start_whose_binary_cannot_be_started_answers_502_with_the_cause(
-    api_client, supervisor_in_thread, settings, tmp_path
+    api_client, supervisor_in_thread, flower_missing
 ):
-    settings.START_WAIT_SECONDS = 5.0
-    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
-    settings.FLOWER_BIN_DIR.mkdir()
 
     status, payload = _post(api_client, {"listen_address": f"127.0.0.1:{free_port()}"})
 

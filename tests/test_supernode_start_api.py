@@ -195,11 +195,8 @@ def test_supernode_stop_with_an_unknown_session_id_answers_409_naming_the_field(
 
 
 def test_supernode_start_whose_binary_cannot_be_started_answers_502_with_the_cause(
-    api_client, supervisor_in_thread, settings, tmp_path
+    api_client, supervisor_in_thread, flower_missing
 ):
-    settings.START_WAIT_SECONDS = 5.0
-    settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
-    settings.FLOWER_BIN_DIR.mkdir()
 
     status, payload = _post(api_client, {"superlink_address": "127.0.0.1:9092", "partition_id": 0})
 

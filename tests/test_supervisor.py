@@ -41,18 +41,22 @@ class FakeChildSupervisor(Supervisor):
         self.log_dir = log_dir
         self.spawned_runs: list[Any] = []
 
-    def _spawn_run(self, run: FederatedRun) -> None:
-        """Stands in for `flwr run`: a child that hangs until stopped."""
-        argv = [sys.executable, str(FAKE_CHILD), "1", "0", "--hang"]
-        log_path = self.log_dir / f"run-{run.pk}.log"
+    def _spawn_fake(self, owner: Owner, fake_args: list[str], source: str) -> tuple[procs.Child, Path]:
+        log_path = self.log_dir / f"{owner.kind}-{owner.id}.log"
         child = self._spawn(
-            argv,
-            flwr_home=django_settings.FLWR_HOME_ROOT / f"fake-run-{run.pk}",
-            label=f"fake run {run.pk}",
-            owner=Owner("run", run.pk),
-            source="run",
+            [sys.executable, str(FAKE_CHILD), *fake_args],
+            flwr_home=django_settings.FLWR_HOME_ROOT / f"fake-{owner.id}",
+            label=f"fake {owner.kind} {owner.id}",
+            owner=owner,
+            source=source,
             log_path=log_path,
         )
+        return child, log_path
+
+    def _spawn_run(self, run: FederatedRun) -> None:
+        """Stands in for `flwr run`: a child that hangs until stopped."""
+        child, log_path = self._spawn_fake(Owner("run", run.pk), ["1", "0", "--hang"], "run")
+        # What Supervisor._spawn_run does once the process exists.
         child.context["run_id"] = str(run.pk)
         self._run_children[str(run.pk)] = child
         self.spawned_runs.append(run.pk)
@@ -61,16 +65,7 @@ class FakeChildSupervisor(Supervisor):
         )
 
     def _spawn_session(self, session: NodeSession) -> None:
-        argv = [sys.executable, str(FAKE_CHILD), *session.runtime_config["fake_args"]]
-        log_path = self.log_dir / f"{session.pk}.log"
-        child = self._spawn(
-            argv,
-            flwr_home=django_settings.FLWR_HOME_ROOT / f"fake-{session.pk}",
-            label=f"fake {session.pk}",
-            owner=Owner("session", session.pk),
-            source="fake",
-            log_path=log_path,
-        )
+        child, log_path = self._spawn_fake(Owner("session", session.pk), session.runtime_config["fake_args"], "fake")
         # What Supervisor._spawn_session does once the process exists.
         child.context["session_id"] = str(session.pk)
         self._session_children[str(session.pk)] = child
