@@ -338,3 +338,15 @@ def reap_all(children: dict[int, Child]) -> list[Child]:
         child.popen.returncode = child.exit_code if child.exit_signal is None else -child.exit_signal
         ended.append(child)
     return ended
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """Whether a listener could bind host:port now. Without SO_REUSEADDR, so a port held by any
+    socket (another program's listener, an outgoing connection's local port) counts as taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

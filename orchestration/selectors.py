@@ -203,6 +203,18 @@ def supervisor_heartbeat_get(*, supervisor_id: Any) -> SupervisorHeartbeat | Non
     return SupervisorHeartbeat.objects.filter(pk=supervisor_id).first()
 
 
+def sessions_ended_since(*, node: Node, since: datetime) -> list[NodeSession]:
+    """The node's SuperNode sessions created since `since` that already ended by themselves."""
+    return list(
+        NodeSession.objects.filter(
+            node=node,
+            kind=SessionKind.SUPERNODE,
+            created_at__gte=since,
+            status__in=(SessionStatus.FAILED, SessionStatus.LOST, SessionStatus.EXITED),
+        )
+    )
+
+
 # ---------------------------------------------------------------- housekeeping
 _HOME_NAME = re.compile(
     r"^(?P<kind>superlink|supernode|run|enrollment)-(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"

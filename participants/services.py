@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from orchestration import flower, selectors
+from orchestration import flower, procs, selectors
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
 from orchestration.services import _emit_row, _invalid, session_request_stop, supervisor_require_alive
@@ -54,9 +54,12 @@ def supernode_request_start(
     Node.objects.select_for_update().filter(pk=node.pk).first()
     used = selectors.ports_in_use(host=host)
     if port == 0:
+        # The first port from the base that neither FedML nor another program on this host holds.
         port = settings.SUPERNODE_BASE_PORT
-        while port in used or port == sl_port:
+        while port in used or port == sl_port or not procs.port_bindable(host, port):
             port += 1
+            if port > 65535:
+                raise Conflict("no free port for the SuperNode's runtime API", field="clientappio_api_address")
     elif port in used:
         raise Conflict(
             f"clientappio_api_address: port {port} on {host} is already used by a running FedML process",

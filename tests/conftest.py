@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -50,9 +51,16 @@ def _test_database_droppable(django_db_setup: None, django_db_blocker: Any) -> I
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now and below Linux's ephemeral range (32768-60999), so no outgoing
+    connection can take it before the process under test binds it."""
+    while True:
+        port = random.randrange(20000, 32768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2, message: str = "") -> Any:

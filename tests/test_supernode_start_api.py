@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
+from tests.conftest import free_port
 from tests.factories import NodeSessionFactory
 
 START = "/api/participant/supernode/start"
@@ -158,6 +160,20 @@ def test_supernode_request_start_picks_a_free_port_skipping_used_ones(alive, set
     session = supernode_request_start(node=node)
 
     assert session.runtime_config["port"] == 9601
+
+
+@pytest.mark.django_db
+def test_supernode_request_start_skips_a_port_another_program_holds(alive, settings):
+    """An outgoing connection or another program's listener on the next port would make
+    flower-supernode fail to bind ("address already in use"); the choice skips it."""
+    from participants.services import supernode_request_start
+
+    base = free_port()
+    settings.SUPERNODE_BASE_PORT = base
+    with socket.create_server(("127.0.0.1", base)):
+        session = supernode_request_start(node=services.participant_node_ensure())
+
+    assert session.runtime_config["port"] > base
 
 
 # ---------------------------------------------------------------- conflicts: 409

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from orchestration import selectors, services
 from orchestration.management.base import call, follow_run
@@ -38,6 +39,7 @@ class Command(BaseCommand):
         services.data_dirs_ensure()
         call_command("migrate", interactive=False, verbosity=0)
         started: list[subprocess.Popen[bytes]] = []
+        started_at = timezone.now()
         base = f"http://127.0.0.1:{options['port']}"
         try:
             if not _reachable(base + "/health"):
@@ -78,7 +80,15 @@ class Command(BaseCommand):
                     )
             else:
                 self.stdout.write(f"using the {len(live)} SuperNodes already running")
-            time.sleep(2)  # let the SuperNodes register with the SuperLink
+            # Let the SuperNodes register with the SuperLink. One that dies at start-up would
+            # leave the run waiting for it until its round timeout: say what happened instead.
+            deadline = time.monotonic() + 3
+            while not (failed := selectors.sessions_ended_since(node=node, since=started_at)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            if failed:
+                raise CommandError(f"SuperNode session {failed[0].id} {failed[0].status}: {failed[0].status_detail}")
             run = call(
                 services.run_request_start,
                 project=project,
