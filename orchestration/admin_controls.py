@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from accounts.services import audit_record
-from orchestration import services
+from orchestration import services, waits
 from orchestration.errors import ApplicationError
 from participants import services as participant_services
 
@@ -115,7 +115,7 @@ def start_superlink(data: dict[str, Any]) -> str:
         listen_address=data["listen_address"] or None,
         extra_args=data["extra_args"],
     )
-    session = services.session_wait_spawned(session_id=session.id)
+    session = waits.session_wait_spawned(session_id=session.id)
     return f"SuperLink {session.status} (pid {session.pid})"
 
 
@@ -135,7 +135,7 @@ def start_supernode(data: dict[str, Any]) -> str:
         certificates_path=data["certificates_path"] or None,
         extra_args=data["extra_args"],
     )
-    session = services.session_wait_spawned(session_id=session.id)
+    session = waits.session_wait_spawned(session_id=session.id)
     return f"SuperNode {session.status} (pid {session.pid})"
 
 
@@ -149,7 +149,7 @@ def start_run(data: dict[str, Any]) -> str:
         extra_args=extra,
         label=data["label"],
     )
-    run = services.run_wait_spawned(run_id=run.id)
+    run = waits.run_wait_spawned(run_id=run.id)
     if run.pid is None and run.status == "starting":
         return f"Run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}"
     return f"Run {run.id} {run.status} (pid {run.pid})"

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from accounts import permissions as access
 from accounts.drf import AuditedApiView, FederationControl, ProjectMember
-from orchestration import selectors, services
+from orchestration import selectors, services, waits
 from orchestration.models import FederatedRun, NodeSession, SessionStatus
 from orchestration.openapi import documented
 from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer, parse_count
@@ -131,7 +131,7 @@ class SuperlinkStartApi(AuditedApiView):
         data.is_valid(raise_exception=True)
         node = services.coordinator_node_ensure()
         session = services.superlink_request_start(node=node, **data.validated_data)
-        session = services.session_wait_spawned(session_id=session.id)
+        session = waits.session_wait_spawned(session_id=session.id)
         # 502 only when the SuperLink failed to start (not when a stop overtook the answer).
         code = 502 if session.status in (SessionStatus.FAILED, SessionStatus.LOST) else 201
         return Response(
@@ -154,7 +154,7 @@ class SuperlinkStopApi(AuditedApiView):
     def post(self, request: Request) -> Response:
         node = services.coordinator_node_ensure()
         session = services.superlink_request_stop(node=node)
-        session = services.session_wait_ended(session_id=session.id, timeout=settings.START_WAIT_SECONDS)
+        session = waits.session_wait_ended(session_id=session.id, timeout=settings.START_WAIT_SECONDS)
         return Response(
             {
                 "status": "stopped" if not session.is_live else "stopping",
@@ -190,11 +190,11 @@ class RunStartApi(AuditedApiView):
         data.is_valid(raise_exception=True)
         project = services.project_ensure_default()
         run = services.run_request_start(project=project, **data.validated_data)
-        run = services.run_wait_spawned(run_id=run.id)
+        run = waits.run_wait_spawned(run_id=run.id)
         waiting = run.status == "starting" and run.pid is None
         if not waiting:
             # Flower's run id arrives on `flwr run`'s output a moment later; wait briefly for it.
-            run = services.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
+            run = waits.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
         # Only a run that failed is Flower failing to start; one already completed or stopped is not.
         ok = run.status != "failed"
         live = run.status in ("starting", "running")
@@ -220,7 +220,7 @@ class RunStopApi(AuditedApiView):
     def post(self, request: Request) -> Response:
         project = services.project_ensure_default()
         run = services.run_request_stop(project=project)
-        run = services.run_wait_ended(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
+        run = waits.run_wait_ended(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
         return Response({"status": run.status, "run_id": str(run.id), "flower_run_id": run.flower_run_id or None})
 
 
@@ -323,7 +323,7 @@ class NodeEnrollApi(AuditedApiView):
         if node is None:
             return Response({"detail": f"node {node_id} not found", "field": "node_id"}, status=404)
         enrollment = services.node_enrollment_request(node=node, public_key=data.validated_data["public_key"])
-        enrollment = services.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
+        enrollment = waits.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
         code = {"registered": 201, "requested": 202}.get(enrollment.status, 502)
         return Response(_enrollment_body(enrollment), status=code)
 
@@ -340,5 +340,5 @@ class NodeRevokeApi(AuditedApiView):
         if node is None:
             return Response({"detail": f"node {node_id} not found", "field": "node_id"}, status=404)
         enrollment = services.node_enrollment_revoke(node=node)
-        enrollment = services.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
+        enrollment = waits.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
         return Response(_enrollment_body(enrollment), status=200 if enrollment.status == "revoked" else 202)

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from accounts.drf import AuditedApiView, SiteControl, SiteView
 from orchestration import selectors as orchestration_selectors
 from orchestration import services as orchestration_services
+from orchestration import waits
 from orchestration.apis import _iso, session_payload
 from orchestration.models import SessionStatus
 from orchestration.openapi import documented
@@ -65,7 +66,7 @@ class SupernodeStartApi(AuditedApiView):
         data.is_valid(raise_exception=True)
         node = orchestration_services.participant_node_ensure()
         session = services.supernode_request_start(node=node, **data.validated_data)
-        session = orchestration_services.session_wait_spawned(session_id=session.id)
+        session = waits.session_wait_spawned(session_id=session.id)
         # 502 only when the SuperNode failed to start (not when a stop overtook the answer).
         ok = session.status not in (SessionStatus.FAILED, SessionStatus.LOST)
         return Response(
@@ -97,10 +98,7 @@ class SupernodeStopApi(AuditedApiView):
         data.is_valid(raise_exception=True)
         node = orchestration_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=data.validated_data.get("session_id"))
-        ended = [
-            orchestration_services.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS)
-            for s in sessions
-        ]
+        ended = [waits.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS) for s in sessions]
         return Response(
             {
                 "status": "stopped" if all(not s.is_live for s in ended) else "stopping",
@@ -137,9 +135,7 @@ class SupernodeSessionStopApi(AuditedApiView):
     def post(self, request: Request, session_id: str) -> Response:
         node = orchestration_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=session_id)
-        session = orchestration_services.session_wait_ended(
-            session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS
-        )
+        session = waits.session_wait_ended(session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS)
         return Response({"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id)})
 
 

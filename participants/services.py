@@ -10,7 +10,7 @@ from django.db import transaction
 from orchestration import flower, procs, selectors
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
-from orchestration.services import _emit_row, _invalid, session_request_stop, supervisor_require_alive
+from orchestration.services import invalid_input, session_request_stop, status_event_emit, supervisor_require_alive
 from participants import keys
 
 
@@ -48,7 +48,7 @@ def supernode_request_start(
         else:
             host, port = "127.0.0.1", 0
     except flower.FlowerArgError as exc:
-        raise _invalid(exc) from None
+        raise invalid_input(exc) from None
     supervisor_require_alive()
     # Serialise port choice per node (SQLite serialises writers anyway).
     Node.objects.select_for_update().filter(pk=node.pk).first()
@@ -79,7 +79,7 @@ def supernode_request_start(
         "extra_args": args,
     }
     session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
-    _emit_row(NodeSession, session.pk)
+    status_event_emit(NodeSession, session.pk)
     return session
 
 

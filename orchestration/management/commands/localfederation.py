@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from orchestration import selectors, services
+from orchestration import selectors, services, waits
 from orchestration.management.base import call, follow_run
 from participants import services as participant_services
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             superlink = selectors.session_live_superlink(project=project)
             if superlink is None:
                 superlink = call(services.superlink_request_start, node=services.coordinator_node_ensure())
-                superlink = call(services.session_wait_spawned, session_id=superlink.id)
+                superlink = call(waits.session_wait_spawned, session_id=superlink.id)
             self.stdout.write(f"SuperLink {superlink.status} (pid {superlink.pid}, log {superlink.log_path})")
             node = services.participant_node_ensure()
             live = list(selectors.session_live_supernodes(node=node))
@@ -74,7 +74,7 @@ class Command(BaseCommand):
                         partition_id=partition,
                         num_partitions=options["nodes"],
                     )
-                    session = call(services.session_wait_spawned, session_id=session.id)
+                    session = call(waits.session_wait_spawned, session_id=session.id)
                     self.stdout.write(
                         f"SuperNode {partition} {session.status} (pid {session.pid}, log {session.log_path})"
                     )
@@ -98,7 +98,7 @@ class Command(BaseCommand):
                 ],
                 label="local federation",
             )
-            run = call(services.run_wait_spawned, run_id=run.id)
+            run = call(waits.run_wait_spawned, run_id=run.id)
             self.stdout.write(
                 f"run {run.id} started: watch {base}/api/coordinator/runs/{run.id}  |  {base}/admin/orchestration/federatedrun/{run.id}/change/"
             )
@@ -137,7 +137,7 @@ class Command(BaseCommand):
             superlink = selectors.session_live_superlink(project=project)
             if superlink is not None:
                 services.session_request_stop(session=superlink)
-                services.session_wait_ended(session_id=superlink.id, timeout=60)
+                waits.session_wait_ended(session_id=superlink.id, timeout=60)
         except Exception as exc:  # still stop what we started
             self.stderr.write(f"stopping the federation: {exc}")
         for proc in reversed(started):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from orchestration import services
+from orchestration import services, waits
 from orchestration.management.base import call, follow_run
 
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             extra_args=extra,
             label=options["label"],
         )
-        run = call(services.run_wait_spawned, run_id=run.id)
+        run = call(waits.run_wait_spawned, run_id=run.id)
         if run.pid is None and run.status == "starting":
             self.stdout.write(f"run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}")
         else:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orchestration import services
+from orchestration import services, waits
 from orchestration.management.base import call
 
 
@@ -16,5 +16,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         run = call(services.run_request_stop, project=services.project_ensure_default())
-        run = services.run_wait_ended(run_id=run.id, timeout=options["wait"])
+        run = waits.run_wait_ended(run_id=run.id, timeout=options["wait"])
         self.stdout.write(f"run {run.id} {run.status}")

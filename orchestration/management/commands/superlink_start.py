@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from orchestration import services
+from orchestration import services, waits
 from orchestration.management.base import add_extra_args, call
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             listen_address=options["listen_address"],
             extra_args=options["extra_args"],
         )
-        session = call(services.session_wait_spawned, session_id=session.id)
+        session = call(waits.session_wait_spawned, session_id=session.id)
         if session.status != "running":
             raise CommandError(f"SuperLink {session.status}: {session.status_detail}")
         self.stdout.write(f"SuperLink started: session {session.id}, pid {session.pid}, log {session.log_path}")

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orchestration import services
+from orchestration import services, waits
 from orchestration.management.base import call
 
 
@@ -16,5 +16,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         session = call(services.superlink_request_stop, node=services.coordinator_node_ensure())
-        session = services.session_wait_ended(session_id=session.id, timeout=options["wait"])
+        session = waits.session_wait_ended(session_id=session.id, timeout=options["wait"])
         self.stdout.write(f"SuperLink {session.status}: session {session.id}")

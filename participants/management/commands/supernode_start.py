@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration import services as orchestration_services
+from orchestration import waits
 from orchestration.management.base import add_extra_args, call
 from participants import services
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
             certificates_path=options["certificates_path"],
             extra_args=options["extra_args"],
         )
-        session = call(orchestration_services.session_wait_spawned, session_id=session.id)
+        session = call(waits.session_wait_spawned, session_id=session.id)
         if session.status != "running":
             raise CommandError(f"SuperNode {session.status}: {session.status_detail}")
         self.stdout.write(f"SuperNode started: session {session.id}, pid {session.pid}, log {session.log_path}")

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from orchestration import services as orchestration_services
+from orchestration import waits
 from orchestration.management.base import call
 from participants import services
 
@@ -20,5 +21,5 @@ class Command(BaseCommand):
         node = orchestration_services.participant_node_ensure()
         sessions = call(services.supernode_request_stop, node=node, session_id=options["session_id"])
         for session in sessions:
-            session = orchestration_services.session_wait_ended(session_id=session.id, timeout=options["wait"])
+            session = waits.session_wait_ended(session_id=session.id, timeout=options["wait"])
             self.stdout.write(f"SuperNode {session.status}: session {session.id}")

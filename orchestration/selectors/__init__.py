@@ -1,0 +1,78 @@
+"""Every read that interfaces and the supervisor make, with `select_related` already applied.
+
+Split by entity; this package re-exports the public functions (`selectors.run_get(...)`).
+"""
+
+from orchestration.selectors.housekeeping import (
+    flower_app_copies_prunable,
+    flower_homes_prunable,
+    project_events_before,
+    supervisor_heartbeats_prunable,
+)
+from orchestration.selectors.logs import (
+    log_last_seq,
+    log_lines_after,
+    log_lines_before,
+)
+from orchestration.selectors.nodes import (
+    enrollments_pending,
+    node_get,
+)
+from orchestration.selectors.runs import (
+    orphaned_runs,
+    round_metrics,
+    run_get,
+    run_latest,
+    run_live,
+    runs_stop_requested,
+    runs_to_claim,
+)
+from orchestration.selectors.sessions import (
+    orphaned_sessions,
+    ports_in_use,
+    session_get,
+    session_latest,
+    session_live_superlink,
+    session_live_supernodes,
+    sessions_ended_since,
+    sessions_stop_requested,
+    sessions_to_claim,
+)
+from orchestration.selectors.supervisors import (
+    supervisor_heartbeat_get,
+    supervisor_is_alive,
+    supervisor_status,
+    supervisors_alive,
+)
+
+__all__ = [
+    "enrollments_pending",
+    "flower_app_copies_prunable",
+    "flower_homes_prunable",
+    "log_last_seq",
+    "log_lines_after",
+    "log_lines_before",
+    "node_get",
+    "orphaned_runs",
+    "orphaned_sessions",
+    "ports_in_use",
+    "project_events_before",
+    "round_metrics",
+    "run_get",
+    "run_latest",
+    "run_live",
+    "runs_stop_requested",
+    "runs_to_claim",
+    "session_get",
+    "session_latest",
+    "session_live_superlink",
+    "session_live_supernodes",
+    "sessions_ended_since",
+    "sessions_stop_requested",
+    "sessions_to_claim",
+    "supervisor_heartbeat_get",
+    "supervisor_heartbeats_prunable",
+    "supervisor_is_alive",
+    "supervisor_status",
+    "supervisors_alive",
+]

@@ -1,0 +1,27 @@
+"""Nodes and their SuperNode key enrollments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestration.models import (
+    EnrollmentStatus,
+    Node,
+    NodeEnrollment,
+)
+
+
+def enrollments_pending(*, project_ids: list[Any]) -> list[NodeEnrollment]:
+    return list(
+        NodeEnrollment.objects.select_related("node")
+        .filter(
+            node__project_id__in=project_ids,
+            supervisor_id__isnull=True,
+            status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED),
+        )
+        .order_by("created_at")
+    )
+
+
+def node_get(*, node_id: Any) -> Node | None:
+    return Node.objects.select_related("project").filter(pk=node_id).first()

@@ -1,0 +1,90 @@
+"""Node sessions: the live SuperLink and SuperNodes, ports in use, and the supervisor's work queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from orchestration.models import (
+    SESSION_LIVE_STATUSES,
+    Node,
+    NodeSession,
+    Project,
+    SessionKind,
+    SessionStatus,
+)
+from orchestration.selectors.supervisors import supervisors_alive
+
+
+def session_live_superlink(*, project: Project) -> NodeSession | None:
+    return (
+        NodeSession.objects.select_related("node", "node__project")
+        .filter(node__project=project, kind=SessionKind.SUPERLINK, status__in=SESSION_LIVE_STATUSES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def session_live_supernodes(*, node: Node) -> QuerySet[NodeSession]:
+    return (
+        NodeSession.objects.select_related("node")
+        .filter(node=node, kind=SessionKind.SUPERNODE, status__in=SESSION_LIVE_STATUSES)
+        .order_by("created_at")
+    )
+
+
+def session_latest(*, node: Node, kind: str) -> NodeSession | None:
+    return NodeSession.objects.filter(node=node, kind=kind).order_by("-created_at").first()
+
+
+def session_get(*, session_id: Any) -> NodeSession | None:
+    return NodeSession.objects.select_related("node", "node__project").filter(pk=session_id).first()
+
+
+def ports_in_use(*, host: str) -> set[int]:
+    ports: set[int] = set()
+    for config in NodeSession.objects.filter(status__in=SESSION_LIVE_STATUSES).values_list("runtime_config", flat=True):
+        if isinstance(config, dict) and config.get("host") == host and isinstance(config.get("port"), int):
+            ports.add(config["port"])
+    return ports
+
+
+def sessions_to_claim(*, node_ids: list[Any]) -> list[NodeSession]:
+    return list(
+        NodeSession.objects.select_related("node")
+        .filter(node_id__in=node_ids, status=SessionStatus.REQUESTED)
+        .order_by("created_at")
+    )
+
+
+def sessions_stop_requested(*, supervisor_id: Any) -> list[NodeSession]:
+    return list(
+        NodeSession.objects.filter(
+            supervisor_id=supervisor_id,
+            stop_requested_at__isnull=False,
+            status__in=(SessionStatus.STARTING, SessionStatus.RUNNING),
+        )
+    )
+
+
+def orphaned_sessions(*, node_ids: list[Any]) -> list[NodeSession]:
+    """Live rows claimed by a supervisor that no longer beats."""
+    alive = set(supervisors_alive().values_list("id", flat=True))
+    rows = NodeSession.objects.filter(
+        node_id__in=node_ids, status__in=(SessionStatus.STARTING, SessionStatus.RUNNING, SessionStatus.STOPPING)
+    )
+    return [row for row in rows if row.supervisor_id not in alive]
+
+
+def sessions_ended_since(*, node: Node, since: datetime) -> list[NodeSession]:
+    """The node's SuperNode sessions created since `since` that already ended by themselves."""
+    return list(
+        NodeSession.objects.filter(
+            node=node,
+            kind=SessionKind.SUPERNODE,
+            created_at__gte=since,
+            status__in=(SessionStatus.FAILED, SessionStatus.LOST, SessionStatus.EXITED),
+        )
+    )

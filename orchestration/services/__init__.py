@@ -1,0 +1,130 @@
+"""Every write to FedML's state: APIs, admin, commands, consumers and the supervisor call these.
+
+Split by entity; this package re-exports the public functions so callers write
+`services.run_request_start(...)`. Reads live in `orchestration.selectors`; the web side's
+waits for the supervisor live in `orchestration.waits` (the interface layer).
+"""
+
+from orchestration.services.common import (
+    SUPERVISOR_HINT,
+    invalid_input,
+    supervisor_require_alive,
+)
+from orchestration.services.enrollments import (
+    enrollment_claim,
+    enrollment_mark_failed,
+    enrollment_mark_registered,
+    enrollment_mark_revoked,
+    enrollment_payload,
+    enrollment_release_dead,
+    node_enrollment_request,
+    node_enrollment_revoke,
+)
+from orchestration.services.events import (
+    event_emit,
+    run_event_payload,
+    session_event_payload,
+    status_event_emit,
+    status_event_emit_if,
+    withdraw_unclaimed,
+)
+from orchestration.services.housekeeping import (
+    PruneReport,
+    data_dirs_ensure,
+    history_prune,
+)
+from orchestration.services.logs import (
+    NewLogLine,
+    log_lines_append,
+)
+from orchestration.services.projects import (
+    coordinator_node_ensure,
+    participant_node_ensure,
+    project_ensure_default,
+)
+from orchestration.services.runs import (
+    FEDERATION_NAME_RE,
+    round_metric_record,
+    run_claim,
+    run_mark_ended,
+    run_mark_spawned,
+    run_mark_stopping,
+    run_note,
+    run_record_artifact,
+    run_record_process_exit,
+    run_request_start,
+    run_request_stop,
+    run_set_flower_run_id,
+    run_withdraw,
+)
+from orchestration.services.sessions import (
+    session_claim,
+    session_get_or_404,
+    session_mark_ended,
+    session_mark_failed_to_start,
+    session_mark_lost,
+    session_mark_running,
+    session_mark_stopping,
+    session_request_stop,
+    session_withdraw,
+    superlink_request_start,
+    superlink_request_stop,
+)
+from orchestration.services.supervisors import (
+    supervisor_heartbeat,
+    supervisor_mark_stopped,
+)
+
+__all__ = [
+    "FEDERATION_NAME_RE",
+    "NewLogLine",
+    "PruneReport",
+    "SUPERVISOR_HINT",
+    "coordinator_node_ensure",
+    "data_dirs_ensure",
+    "enrollment_claim",
+    "enrollment_mark_failed",
+    "enrollment_mark_registered",
+    "enrollment_mark_revoked",
+    "enrollment_payload",
+    "enrollment_release_dead",
+    "event_emit",
+    "history_prune",
+    "invalid_input",
+    "log_lines_append",
+    "node_enrollment_request",
+    "node_enrollment_revoke",
+    "participant_node_ensure",
+    "project_ensure_default",
+    "round_metric_record",
+    "run_claim",
+    "run_event_payload",
+    "run_mark_ended",
+    "run_mark_spawned",
+    "run_mark_stopping",
+    "run_note",
+    "run_record_artifact",
+    "run_record_process_exit",
+    "run_request_start",
+    "run_request_stop",
+    "run_set_flower_run_id",
+    "run_withdraw",
+    "session_claim",
+    "session_event_payload",
+    "session_get_or_404",
+    "session_mark_ended",
+    "session_mark_failed_to_start",
+    "session_mark_lost",
+    "session_mark_running",
+    "session_mark_stopping",
+    "session_request_stop",
+    "session_withdraw",
+    "status_event_emit",
+    "status_event_emit_if",
+    "superlink_request_start",
+    "superlink_request_stop",
+    "supervisor_heartbeat",
+    "supervisor_mark_stopped",
+    "supervisor_require_alive",
+    "withdraw_unclaimed",
+]

@@ -1,0 +1,19 @@
+"""What every service module shares: the supervisor-alive check and turning Flower argument errors into InvalidInput."""
+
+from __future__ import annotations
+
+from orchestration import flower, selectors
+from orchestration.errors import InvalidInput, SupervisorUnavailable
+
+SUPERVISOR_HINT = (
+    "No supervisor is running, so nothing can be started. Start one with `python manage.py runsupervisor`."
+)
+
+
+def invalid_input(exc: flower.FlowerArgError) -> InvalidInput:
+    return InvalidInput(exc.message, field=exc.field)
+
+
+def supervisor_require_alive() -> None:
+    if not selectors.supervisors_alive().exists():
+        raise SupervisorUnavailable(SUPERVISOR_HINT, extra={"hint": "python manage.py runsupervisor"})

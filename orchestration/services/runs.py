@@ -1,0 +1,213 @@
+"""Federated runs: requests from the web side, the supervisor's transitions, and round metrics."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestration import flower, selectors
+from orchestration.errors import Conflict, InvalidInput
+from orchestration.models import (
+    RUN_LIVE_STATUSES,
+    FederatedRun,
+    Project,
+    RoundMetric,
+    RunStatus,
+    SessionStatus,
+)
+from orchestration.services.common import invalid_input, supervisor_require_alive
+from orchestration.services.events import event_emit, status_event_emit, status_event_emit_if, withdraw_unclaimed
+
+FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@transaction.atomic
+def run_withdraw(*, run: FederatedRun) -> bool:
+    if not FederatedRun.objects.filter(pk=run.pk, status=RunStatus.REQUESTED).delete()[0]:
+        return False
+    event_emit(project_id=run.project_id, type="run.deleted", payload={"run_id": str(run.pk)})
+    return True
+
+
+@transaction.atomic
+def run_request_start(
+    *,
+    project: Project,
+    federation_name: str = "production",
+    stream: bool = True,
+    extra_args: list[str] | None = None,
+    label: str = "",
+) -> FederatedRun:
+    """Record the intent to start a Flower run against the project's SuperLink."""
+    if not isinstance(federation_name, str) or not FEDERATION_NAME_RE.match(federation_name):
+        raise InvalidInput("federation_name must be 1-64 letters, digits, '-' or '_'", field="federation_name")
+    try:
+        args = flower.validate_extra_args(extra_args, allowed=flower.RUN_EXTRA_FLAGS)
+    except flower.FlowerArgError as exc:
+        raise invalid_input(exc) from None
+    app_config = flower.read_app_config(settings.FLOWER_APP_DIR)
+    overrides: dict[str, Any] = {}
+    for index, token in enumerate(args):
+        if token == "--run-config":  # validate_extra_args normalised `--flag=value` to two items
+            for key, value in flower.parse_run_config(args[index + 1]).items():
+                if key not in app_config:
+                    # The SuperLink would refuse the run; say so now, naming the key.
+                    raise InvalidInput(
+                        f"--run-config: {key!r} is not a key of the app's [tool.flwr.app.config] "
+                        f"(its keys: {', '.join(sorted(set(app_config) - flower.RESERVED_RUN_CONFIG_KEYS))})",
+                        field="extra_args",
+                    )
+                overrides[key] = flower.run_config_value(value)
+    rounds = overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0))
+    if not re.fullmatch(r"\d{1,9}", str(rounds), re.ASCII):
+        raise InvalidInput(f"num-server-rounds must be a non-negative integer, got {rounds!r}", field="extra_args")
+    num_rounds = int(rounds)
+    supervisor_require_alive()
+    superlink = selectors.session_live_superlink(project=project)
+    if superlink is None or superlink.status != SessionStatus.RUNNING:
+        raise Conflict("no SuperLink is running: start it first (POST /api/coordinator/superlink/start)")
+    active = selectors.run_live(project=project)
+    if active is not None:
+        raise Conflict(f"run {active.id} is already {active.status}", extra={"run_id": str(active.id)})
+    config = {
+        "federation_name": federation_name,
+        "stream": bool(stream),
+        "extra_args": args,
+        "app_config": {**app_config, **overrides},
+        "num_rounds": num_rounds,
+    }
+    try:
+        with transaction.atomic():
+            run = FederatedRun.objects.create(
+                project=project,
+                coordinator_session=superlink,
+                federation_name=federation_name,
+                label=label or f"run {timezone.now():%Y-%m-%d %H:%M:%S}",
+                config=config,
+            )
+            status_event_emit(FederatedRun, run.pk)
+            return run
+    except IntegrityError:
+        raise Conflict("a run is already active for this project") from None
+
+
+def run_request_stop(*, project: Project) -> FederatedRun:
+    run = selectors.run_live(project=project)
+    if run is None:
+        raise Conflict("no run is active")
+    if withdraw_unclaimed(FederatedRun, run.pk, RunStatus.REQUESTED, RunStatus.STOPPED):
+        return FederatedRun.objects.get(pk=run.pk)
+    FederatedRun.objects.filter(pk=run.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
+    return FederatedRun.objects.get(pk=run.pk)
+
+
+@transaction.atomic
+def run_claim(*, run_id: Any, supervisor_id: Any) -> bool:
+    return status_event_emit_if(
+        FederatedRun,
+        run_id,
+        FederatedRun.objects.filter(pk=run_id, status=RunStatus.REQUESTED).update(
+            status=RunStatus.STARTING, supervisor_id=supervisor_id
+        ),
+    )
+
+
+@transaction.atomic
+def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
+    run = FederatedRun.objects.get(pk=run_id)
+    config = {**run.config, "process": identity}
+    status_event_emit_if(
+        FederatedRun,
+        run_id,
+        FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(
+            pid=pid, started_at=timezone.now(), log_path=log_path, config=config, status_detail=""
+        ),
+    )
+
+
+@transaction.atomic
+def run_note(*, run_id: Any, detail: str) -> bool:
+    """Say why a claimed run is not spawned yet (shown by the API, admin and dashboard)."""
+    return status_event_emit_if(
+        FederatedRun,
+        run_id,
+        FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING, pid__isnull=True).update(
+            status_detail=detail[:500]
+        ),
+    )
+
+
+@transaction.atomic
+def run_set_flower_run_id(*, run_id: Any, flower_run_id: str) -> None:
+    FederatedRun.objects.filter(pk=run_id, flower_run_id="").update(flower_run_id=flower_run_id)
+    changed = FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(status=RunStatus.RUNNING)
+    status_event_emit_if(FederatedRun, run_id, changed)
+
+
+@transaction.atomic
+def run_mark_stopping(*, run_id: Any) -> bool:
+    changed = FederatedRun.objects.filter(pk=run_id, status__in=(RunStatus.STARTING, RunStatus.RUNNING)).update(
+        status=RunStatus.STOPPING
+    )
+    return status_event_emit_if(FederatedRun, run_id, changed)
+
+
+@transaction.atomic
+def run_record_process_exit(*, run_id: Any, exit_code: int | None, signal: int | None) -> None:
+    FederatedRun.objects.filter(pk=run_id).update(exit_code=exit_code, signal=signal)
+
+
+@transaction.atomic
+def run_mark_ended(*, run_id: Any, status: str, detail: str) -> bool:
+    assert status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.STOPPED)
+    return status_event_emit_if(
+        FederatedRun,
+        run_id,
+        FederatedRun.objects.filter(pk=run_id, status__in=RUN_LIVE_STATUSES).update(
+            status=status, ended_at=timezone.now(), status_detail=detail[:20000]
+        ),
+    )
+
+
+def round_metric_record(
+    *, run_id: Any, round: int, phase: str, aggregated: dict[str, Any], per_node: dict[str, Any], num_rounds: int | None
+) -> None:
+    """Store one round's metrics (idempotent per run/round/phase) and fold them into run.metrics."""
+    with transaction.atomic():
+        RoundMetric.objects.update_or_create(
+            run_id=run_id, round=round, phase=phase, defaults={"aggregated": aggregated, "per_node": per_node}
+        )
+        run = FederatedRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return
+        metrics = dict(run.metrics or {})
+        by_phase = dict(metrics.get(phase, {}))
+        by_phase[str(round)] = aggregated
+        metrics[phase] = by_phase
+        metrics["last_round"] = max(int(metrics.get("last_round", 0)), round)
+        if num_rounds:
+            metrics["num_rounds"] = num_rounds
+        FederatedRun.objects.filter(pk=run_id).update(metrics=metrics)
+        event_emit(
+            project_id=run.project_id,
+            type="run.round",
+            payload={
+                "run_id": str(run_id),
+                "round": round,
+                "phase": phase,
+                "num_rounds": metrics.get("num_rounds"),
+                "aggregated": aggregated,
+                "per_node": per_node,
+            },
+        )
+
+
+def run_record_artifact(*, run_id: Any, path: str) -> None:
+    with transaction.atomic():
+        run = FederatedRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is not None:
+            FederatedRun.objects.filter(pk=run_id).update(metrics={**(run.metrics or {}), "artifact_path": path})

@@ -1,0 +1,25 @@
+"""Supervisor heartbeats: how the web side knows a supervisor is alive."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from orchestration.models import (
+    SupervisorHeartbeat,
+)
+
+
+def supervisor_heartbeat(*, supervisor_id: Any, hostname: str, pid: int, started_at: datetime) -> None:
+    now = timezone.now()
+    updated = SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(beat_at=now)
+    if not updated:
+        SupervisorHeartbeat.objects.create(
+            id=supervisor_id, hostname=hostname, pid=pid, started_at=started_at, beat_at=now
+        )
+
+
+def supervisor_mark_stopped(*, supervisor_id: Any) -> None:
+    SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(stopped_at=timezone.now())
