@@ -7,6 +7,41 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from orchestration.states import (
+    ENROLLMENT_LIVE_STATUSES,
+    RUN_LIVE_STATUSES,
+    SESSION_LIVE_STATUSES,
+    EnrollmentQuerySet,
+    EnrollmentStatus,
+    RunQuerySet,
+    RunStatus,
+    SessionKind,
+    SessionQuerySet,
+    SessionStatus,
+)
+
+__all__ = [
+    "ENROLLMENT_LIVE_STATUSES",
+    "RUN_LIVE_STATUSES",
+    "SESSION_LIVE_STATUSES",
+    "EnrollmentStatus",
+    "FederatedRun",
+    "LogLine",
+    "LogStream",
+    "Node",
+    "NodeEnrollment",
+    "NodeRole",
+    "NodeSession",
+    "Project",
+    "ProjectEvent",
+    "RoundMetric",
+    "RoundPhase",
+    "RunStatus",
+    "SessionKind",
+    "SessionStatus",
+    "SupervisorHeartbeat",
+]
+
 
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -53,25 +88,6 @@ class Node(models.Model):
         return f"{self.display_name or self.external_id} ({self.role})"
 
 
-class SessionKind(models.TextChoices):
-    SUPERLINK = "superlink"
-    SUPERNODE = "supernode"
-
-
-class SessionStatus(models.TextChoices):
-    REQUESTED = "requested"  # intent recorded, waiting for a supervisor
-    STARTING = "starting"  # claimed by a supervisor, being spawned
-    RUNNING = "running"
-    STOPPING = "stopping"  # SIGTERM sent to the process group
-    STOPPED = "stopped"  # ended because someone asked
-    EXITED = "exited"  # ended by itself with code 0
-    FAILED = "failed"  # ended by itself with an error, or could not start
-    LOST = "lost"  # its supervisor died; see status_detail
-
-
-SESSION_LIVE_STATUSES = (SessionStatus.REQUESTED, SessionStatus.STARTING, SessionStatus.RUNNING, SessionStatus.STOPPING)
-
-
 class NodeSession(models.Model):
     """One Flower process (a SuperLink or a SuperNode) that FedML runs for a node."""
 
@@ -92,6 +108,8 @@ class NodeSession(models.Model):
     status_detail = models.TextField(blank=True, default="")
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     supervisor_id = models.UUIDField(null=True, blank=True)
+
+    objects = SessionQuerySet.as_manager()
 
     class Meta:
         db_table = "node_sessions"
@@ -114,19 +132,6 @@ class NodeSession(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in SESSION_LIVE_STATUSES
-
-
-class RunStatus(models.TextChoices):
-    REQUESTED = "requested"
-    STARTING = "starting"  # `flwr run` spawned, Flower's run id not yet known
-    RUNNING = "running"
-    STOPPING = "stopping"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-RUN_LIVE_STATUSES = (RunStatus.REQUESTED, RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
 
 
 class FederatedRun(models.Model):
@@ -155,6 +160,8 @@ class FederatedRun(models.Model):
     status_detail = models.TextField(blank=True, default="")
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     supervisor_id = models.UUIDField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         db_table = "federated_runs"
@@ -288,17 +295,6 @@ class ProjectEvent(models.Model):
         return f"{self.seq} {self.type}"
 
 
-class EnrollmentStatus(models.TextChoices):
-    REQUESTED = "requested"  # waiting for the supervisor to register the key with the SuperLink
-    REGISTERED = "registered"
-    REVOKE_REQUESTED = "revoke_requested"
-    REVOKED = "revoked"
-    FAILED = "failed"
-
-
-ENROLLMENT_LIVE_STATUSES = (EnrollmentStatus.REQUESTED, EnrollmentStatus.REGISTERED, EnrollmentStatus.REVOKE_REQUESTED)
-
-
 class NodeEnrollment(models.Model):
     """A participant node's SuperNode public key, registered with Flower's SuperNode authentication."""
 
@@ -312,6 +308,8 @@ class NodeEnrollment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     registered_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EnrollmentQuerySet.as_manager()
 
     class Meta:
         db_table = "node_enrollments"

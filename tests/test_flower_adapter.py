@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import flower
+from orchestration.flower import app as flower_app_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -651,7 +652,7 @@ def test_set_current_run_id_leaves_the_file_untouched_and_no_temp_file_when_writ
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(flower.os, "replace", broken_replace)
+    monkeypatch.setattr(flower_app_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         flower.set_current_run_id(app_dir, "run-a")
 
