@@ -10,7 +10,7 @@ from django.db import transaction
 from orchestration import flower, procs, selectors
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
-from orchestration.services import invalid_input, session_request_stop, status_event_emit, supervisor_require_alive
+from orchestration.services import invalid_input, session_event_emit, session_request_stop, supervisor_require_alive
 from participants import keys
 
 
@@ -79,7 +79,7 @@ def supernode_request_start(
         "extra_args": args,
     }
     session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
-    status_event_emit(NodeSession, session.pk)
+    session_event_emit(session_id=session.pk)
     return session
 
 

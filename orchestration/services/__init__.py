@@ -2,7 +2,8 @@
 
 Split by entity; this package re-exports the public functions so callers write
 `services.run_request_start(...)`. Reads live in `orchestration.selectors`; the web side's
-waits for the supervisor live in `orchestration.waits` (the interface layer).
+waits for the supervisor live in `orchestration.waits` (the interface layer). Status changes go
+through `transitions` (the tables are in `orchestration.states`).
 """
 
 from orchestration.services.common import (
@@ -15,18 +16,18 @@ from orchestration.services.enrollments import (
     enrollment_mark_failed,
     enrollment_mark_registered,
     enrollment_mark_revoked,
-    enrollment_payload,
     enrollment_release_dead,
     node_enrollment_request,
     node_enrollment_revoke,
 )
 from orchestration.services.events import (
+    enrollment_event_emit,
+    enrollment_payload,
     event_emit,
+    run_event_emit,
     run_event_payload,
+    session_event_emit,
     session_event_payload,
-    status_event_emit,
-    status_event_emit_if,
-    withdraw_unclaimed,
 )
 from orchestration.services.housekeeping import (
     PruneReport,
@@ -54,10 +55,12 @@ from orchestration.services.runs import (
     run_record_process_exit,
     run_request_start,
     run_request_stop,
+    run_request_stop_by_id,
     run_set_flower_run_id,
     run_withdraw,
 )
 from orchestration.services.sessions import (
+    WITHDRAWN_DETAIL,
     session_claim,
     session_get_or_404,
     session_mark_ended,
@@ -74,20 +77,28 @@ from orchestration.services.supervisors import (
     supervisor_heartbeat,
     supervisor_mark_stopped,
 )
+from orchestration.services.transitions import (
+    enrollment_transition,
+    run_transition,
+    session_transition,
+)
 
 __all__ = [
     "FEDERATION_NAME_RE",
     "NewLogLine",
     "PruneReport",
     "SUPERVISOR_HINT",
+    "WITHDRAWN_DETAIL",
     "coordinator_node_ensure",
     "data_dirs_ensure",
     "enrollment_claim",
+    "enrollment_event_emit",
     "enrollment_mark_failed",
     "enrollment_mark_registered",
     "enrollment_mark_revoked",
     "enrollment_payload",
     "enrollment_release_dead",
+    "enrollment_transition",
     "event_emit",
     "history_prune",
     "invalid_input",
@@ -98,6 +109,7 @@ __all__ = [
     "project_ensure_default",
     "round_metric_record",
     "run_claim",
+    "run_event_emit",
     "run_event_payload",
     "run_mark_ended",
     "run_mark_spawned",
@@ -107,9 +119,12 @@ __all__ = [
     "run_record_process_exit",
     "run_request_start",
     "run_request_stop",
+    "run_request_stop_by_id",
     "run_set_flower_run_id",
+    "run_transition",
     "run_withdraw",
     "session_claim",
+    "session_event_emit",
     "session_event_payload",
     "session_get_or_404",
     "session_mark_ended",
@@ -118,13 +133,11 @@ __all__ = [
     "session_mark_running",
     "session_mark_stopping",
     "session_request_stop",
+    "session_transition",
     "session_withdraw",
-    "status_event_emit",
-    "status_event_emit_if",
     "superlink_request_start",
     "superlink_request_stop",
     "supervisor_heartbeat",
     "supervisor_mark_stopped",
     "supervisor_require_alive",
-    "withdraw_unclaimed",
 ]

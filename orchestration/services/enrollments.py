@@ -17,7 +17,8 @@ from orchestration.models import (
     NodeRole,
 )
 from orchestration.services.common import invalid_input, supervisor_require_alive
-from orchestration.services.events import event_emit
+from orchestration.services.events import enrollment_event_emit
+from orchestration.services.transitions import enrollment_transition
 
 
 @transaction.atomic
@@ -38,7 +39,7 @@ def node_enrollment_request(*, node: Node, public_key: str) -> NodeEnrollment:
             enrollment = NodeEnrollment.objects.create(node=node, public_key=key)
     except IntegrityError:
         raise Conflict(f"node {node.pk} is already enrolled", field="node_id") from None
-    event_emit(project_id=node.project_id, type="node.enrollment", payload=enrollment_payload(enrollment))
+    enrollment_event_emit(enrollment_id=enrollment.pk)
     return enrollment
 
 
@@ -51,45 +52,28 @@ def node_enrollment_revoke(*, node: Node) -> NodeEnrollment:
     if enrollment is None:
         raise Conflict(f"node {node.pk} is not enrolled", field="node_id")
     if enrollment.status == EnrollmentStatus.REQUESTED and enrollment.supervisor_id is None:
-        _enrollment_set(enrollment.pk, status=EnrollmentStatus.REVOKED, revoked_at=timezone.now(), detail="withdrawn")
+        enrollment_transition(
+            enrollment_id=enrollment.pk, name="withdraw", revoked_at=timezone.now(), detail="withdrawn"
+        )
     elif enrollment.status == EnrollmentStatus.REGISTERED:
         supervisor_require_alive()
-        _enrollment_set(enrollment.pk, status=EnrollmentStatus.REVOKE_REQUESTED)
+        enrollment_transition(enrollment_id=enrollment.pk, name="request_revoke")
     return NodeEnrollment.objects.get(pk=enrollment.pk)
-
-
-def enrollment_payload(enrollment: NodeEnrollment) -> dict[str, Any]:
-    return {
-        "enrollment_id": str(enrollment.pk),
-        "node_id": str(enrollment.node_id),
-        "status": enrollment.status,
-        "flower_node_id": enrollment.flower_node_id or None,
-        "detail": enrollment.detail[:500],
-    }
-
-
-def _enrollment_set(enrollment_id: Any, **changes: Any) -> None:
-    NodeEnrollment.objects.filter(pk=enrollment_id).update(**changes)
-    enrollment = NodeEnrollment.objects.select_related("node").get(pk=enrollment_id)
-    event_emit(project_id=enrollment.node.project_id, type="node.enrollment", payload=enrollment_payload(enrollment))
 
 
 def enrollment_claim(*, enrollment_id: Any, supervisor_id: Any) -> bool:
     """The supervisor takes one pending registration or revocation (a conditional update)."""
     return bool(
-        NodeEnrollment.objects.filter(
-            pk=enrollment_id,
-            supervisor_id__isnull=True,
-            status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED),
-        ).update(supervisor_id=supervisor_id)
+        NodeEnrollment.objects.pending()
+        .filter(pk=enrollment_id, supervisor_id__isnull=True)
+        .update(supervisor_id=supervisor_id)
     )
 
 
-@transaction.atomic
-def enrollment_mark_registered(*, enrollment_id: Any, flower_node_id: str) -> None:
-    _enrollment_set(
-        enrollment_id,
-        status=EnrollmentStatus.REGISTERED,
+def enrollment_mark_registered(*, enrollment_id: Any, flower_node_id: str) -> bool:
+    return enrollment_transition(
+        enrollment_id=enrollment_id,
+        name="register",
         flower_node_id=flower_node_id,
         registered_at=timezone.now(),
         supervisor_id=None,
@@ -97,18 +81,22 @@ def enrollment_mark_registered(*, enrollment_id: Any, flower_node_id: str) -> No
     )
 
 
-@transaction.atomic
-def enrollment_mark_revoked(*, enrollment_id: Any) -> None:
-    _enrollment_set(enrollment_id, status=EnrollmentStatus.REVOKED, revoked_at=timezone.now(), supervisor_id=None)
+def enrollment_mark_revoked(*, enrollment_id: Any) -> bool:
+    return enrollment_transition(
+        enrollment_id=enrollment_id, name="revoke", revoked_at=timezone.now(), supervisor_id=None
+    )
 
 
 @transaction.atomic
-def enrollment_mark_failed(*, enrollment_id: Any, detail: str, keep_status: bool) -> None:
-    """Registration failed (`keep_status=False`: the row ends failed) or revocation must be retried."""
-    changes: dict[str, Any] = {"detail": detail[:5000], "supervisor_id": None}
+def enrollment_mark_failed(*, enrollment_id: Any, detail: str, keep_status: bool) -> bool:
+    """Registration failed (`keep_status=False`: the row ends failed) or the work goes back to
+    the queue with the reason (`keep_status=True`: a revocation, or FedML's own failure, is retried)."""
     if not keep_status:
-        changes["status"] = EnrollmentStatus.FAILED
-    _enrollment_set(enrollment_id, **changes)
+        return enrollment_transition(enrollment_id=enrollment_id, name="fail", detail=detail[:5000], supervisor_id=None)
+    released = NodeEnrollment.objects.filter(pk=enrollment_id).update(detail=detail[:5000], supervisor_id=None)
+    if released:
+        enrollment_event_emit(enrollment_id=enrollment_id)
+    return bool(released)
 
 
 def enrollment_release_dead(*, alive_supervisor_ids: set[Any]) -> int:

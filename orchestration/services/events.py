@@ -7,11 +7,11 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from orchestration import doorbell
 from orchestration.models import (
     FederatedRun,
+    NodeEnrollment,
     NodeSession,
     Project,
     ProjectEvent,
@@ -62,25 +62,26 @@ def event_emit(*, project_id: Any, type: str, payload: dict[str, Any]) -> Projec
     return event
 
 
-def status_event_emit(model: type[NodeSession] | type[FederatedRun], pk: Any) -> None:
-    if model is NodeSession:
-        session = NodeSession.objects.select_related("node").get(pk=pk)
-        event_emit(project_id=session.node.project_id, type="session.status", payload=session_event_payload(session))
-    else:
-        run = FederatedRun.objects.get(pk=pk)
-        event_emit(project_id=run.project_id, type="run.status", payload=run_event_payload(run))
+def session_event_emit(*, session_id: Any) -> None:
+    session = NodeSession.objects.select_related("node").get(pk=session_id)
+    event_emit(project_id=session.node.project_id, type="session.status", payload=session_event_payload(session))
 
 
-def status_event_emit_if(model: type[NodeSession] | type[FederatedRun], pk: Any, changed: int) -> bool:
-    """After a conditional update in the same transaction: record the change as an event."""
-    if changed:
-        status_event_emit(model, pk)
-    return bool(changed)
+def run_event_emit(*, run_id: Any) -> None:
+    run = FederatedRun.objects.get(pk=run_id)
+    event_emit(project_id=run.project_id, type="run.status", payload=run_event_payload(run))
 
 
-@transaction.atomic
-def withdraw_unclaimed(model: type[NodeSession] | type[FederatedRun], pk: Any, requested: str, stopped: str) -> bool:
-    changed = model.objects.filter(pk=pk, status=requested).update(
-        status=stopped, ended_at=timezone.now(), status_detail="withdrawn before a supervisor started it"
-    )
-    return status_event_emit_if(model, pk, changed)
+def enrollment_payload(enrollment: NodeEnrollment) -> dict[str, Any]:
+    return {
+        "enrollment_id": str(enrollment.pk),
+        "node_id": str(enrollment.node_id),
+        "status": enrollment.status,
+        "flower_node_id": enrollment.flower_node_id or None,
+        "detail": enrollment.detail[:500],
+    }
+
+
+def enrollment_event_emit(*, enrollment_id: Any) -> None:
+    enrollment = NodeEnrollment.objects.select_related("node").get(pk=enrollment_id)
+    event_emit(project_id=enrollment.node.project_id, type="node.enrollment", payload=enrollment_payload(enrollment))

@@ -12,7 +12,6 @@ from django.utils import timezone
 from orchestration import flower, selectors
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import (
-    RUN_LIVE_STATUSES,
     FederatedRun,
     Project,
     RoundMetric,
@@ -20,7 +19,10 @@ from orchestration.models import (
     SessionStatus,
 )
 from orchestration.services.common import invalid_input, supervisor_require_alive
-from orchestration.services.events import event_emit, status_event_emit, status_event_emit_if, withdraw_unclaimed
+from orchestration.services.events import event_emit, run_event_emit
+from orchestration.services.sessions import WITHDRAWN_DETAIL
+from orchestration.services.transitions import run_transition
+from orchestration.states import RUN_END_TRANSITION
 
 FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -89,87 +91,73 @@ def run_request_start(
                 label=label or f"run {timezone.now():%Y-%m-%d %H:%M:%S}",
                 config=config,
             )
-            status_event_emit(FederatedRun, run.pk)
+            run_event_emit(run_id=run.pk)
             return run
     except IntegrityError:
         raise Conflict("a run is already active for this project") from None
 
 
 def run_request_stop(*, project: Project) -> FederatedRun:
+    """Ask the supervisor to stop the project's live run (from any worker)."""
     run = selectors.run_live(project=project)
     if run is None:
         raise Conflict("no run is active")
-    if withdraw_unclaimed(FederatedRun, run.pk, RunStatus.REQUESTED, RunStatus.STOPPED):
-        return FederatedRun.objects.get(pk=run.pk)
-    FederatedRun.objects.filter(pk=run.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
-    return FederatedRun.objects.get(pk=run.pk)
+    return run_request_stop_by_id(run_id=run.pk)
 
 
-@transaction.atomic
+def run_request_stop_by_id(*, run_id: Any) -> FederatedRun:
+    """Stop one run: withdrawn if no supervisor claimed it yet, else `stop_requested_at` tells its supervisor."""
+    if not run_transition(run_id=run_id, name="withdraw", ended_at=timezone.now(), status_detail=WITHDRAWN_DETAIL):
+        FederatedRun.objects.live().filter(pk=run_id, stop_requested_at__isnull=True).update(
+            stop_requested_at=timezone.now()
+        )
+    return FederatedRun.objects.get(pk=run_id)
+
+
 def run_claim(*, run_id: Any, supervisor_id: Any) -> bool:
-    return status_event_emit_if(
-        FederatedRun,
-        run_id,
-        FederatedRun.objects.filter(pk=run_id, status=RunStatus.REQUESTED).update(
-            status=RunStatus.STARTING, supervisor_id=supervisor_id
-        ),
-    )
+    """Exactly one supervisor wins a requested run."""
+    return run_transition(run_id=run_id, name="claim", supervisor_id=supervisor_id)
 
 
 @transaction.atomic
-def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
+def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> bool:
     run = FederatedRun.objects.get(pk=run_id)
     config = {**run.config, "process": identity}
-    status_event_emit_if(
-        FederatedRun,
-        run_id,
-        FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(
-            pid=pid, started_at=timezone.now(), log_path=log_path, config=config, status_detail=""
-        ),
+    return run_transition(
+        run_id=run_id,
+        name="spawned",
+        pid=pid,
+        started_at=timezone.now(),
+        log_path=log_path,
+        config=config,
+        status_detail="",
     )
 
 
-@transaction.atomic
 def run_note(*, run_id: Any, detail: str) -> bool:
     """Say why a claimed run is not spawned yet (shown by the API, admin and dashboard)."""
-    return status_event_emit_if(
-        FederatedRun,
-        run_id,
-        FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING, pid__isnull=True).update(
-            status_detail=detail[:500]
-        ),
-    )
+    return run_transition(run_id=run_id, name="note", where={"pid__isnull": True}, status_detail=detail[:500])
 
 
 @transaction.atomic
-def run_set_flower_run_id(*, run_id: Any, flower_run_id: str) -> None:
+def run_set_flower_run_id(*, run_id: Any, flower_run_id: str) -> bool:
+    """Flower accepted the run: its run id is known and the run is running."""
     FederatedRun.objects.filter(pk=run_id, flower_run_id="").update(flower_run_id=flower_run_id)
-    changed = FederatedRun.objects.filter(pk=run_id, status=RunStatus.STARTING).update(status=RunStatus.RUNNING)
-    status_event_emit_if(FederatedRun, run_id, changed)
+    return run_transition(run_id=run_id, name="accepted")
 
 
-@transaction.atomic
 def run_mark_stopping(*, run_id: Any) -> bool:
-    changed = FederatedRun.objects.filter(pk=run_id, status__in=(RunStatus.STARTING, RunStatus.RUNNING)).update(
-        status=RunStatus.STOPPING
-    )
-    return status_event_emit_if(FederatedRun, run_id, changed)
+    return run_transition(run_id=run_id, name="stop")
 
 
-@transaction.atomic
 def run_record_process_exit(*, run_id: Any, exit_code: int | None, signal: int | None) -> None:
     FederatedRun.objects.filter(pk=run_id).update(exit_code=exit_code, signal=signal)
 
 
-@transaction.atomic
-def run_mark_ended(*, run_id: Any, status: str, detail: str) -> bool:
-    assert status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.STOPPED)
-    return status_event_emit_if(
-        FederatedRun,
-        run_id,
-        FederatedRun.objects.filter(pk=run_id, status__in=RUN_LIVE_STATUSES).update(
-            status=status, ended_at=timezone.now(), status_detail=detail[:20000]
-        ),
+def run_mark_ended(*, run_id: Any, status: RunStatus, detail: str) -> bool:
+    """End a live run `completed`, `failed` or `stopped`, saying why."""
+    return run_transition(
+        run_id=run_id, name=RUN_END_TRANSITION[status], ended_at=timezone.now(), status_detail=detail[:20000]
     )
 
 

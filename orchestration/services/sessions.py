@@ -11,7 +11,6 @@ from django.utils import timezone
 from orchestration import flower, selectors
 from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.models import (
-    SESSION_LIVE_STATUSES,
     Node,
     NodeRole,
     NodeSession,
@@ -19,7 +18,10 @@ from orchestration.models import (
     SessionStatus,
 )
 from orchestration.services.common import invalid_input, supervisor_require_alive
-from orchestration.services.events import event_emit, status_event_emit, status_event_emit_if, withdraw_unclaimed
+from orchestration.services.events import event_emit, session_event_emit
+from orchestration.services.transitions import session_transition
+
+WITHDRAWN_DETAIL = "withdrawn before a supervisor started it"
 
 
 def _check_port_free(*, host: str, port: int, field: str) -> None:
@@ -71,7 +73,7 @@ def superlink_request_start(
     try:
         with transaction.atomic():
             session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERLINK, runtime_config=runtime_config)
-            status_event_emit(NodeSession, session.pk)
+            session_event_emit(session_id=session.pk)
             return session
     except IntegrityError:
         raise Conflict("a SuperLink is already running for this coordinator") from None
@@ -86,14 +88,22 @@ def session_withdraw(*, session: NodeSession) -> bool:
     return True
 
 
-def session_request_stop(*, session: NodeSession) -> NodeSession:
-    """Ask the supervisor to stop a session. Works from any worker: the database carries it."""
+def session_request_stop(*, session: NodeSession, reason: str = "") -> NodeSession:
+    """Ask the supervisor to stop a session. Works from any worker: the database carries it.
+
+    `reason`, when given, becomes the status detail (the supervisor's own shutdown says why).
+    """
     if not session.is_live:
         raise Conflict(f"session {session.id} is not running (status {session.status})")
     # Never claimed: withdraw it here, no process exists.
-    if withdraw_unclaimed(NodeSession, session.pk, SessionStatus.REQUESTED, SessionStatus.STOPPED):
+    if session_transition(
+        session_id=session.pk, name="withdraw", ended_at=timezone.now(), status_detail=WITHDRAWN_DETAIL
+    ):
         return NodeSession.objects.get(pk=session.pk)
-    NodeSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(stop_requested_at=timezone.now())
+    changes: dict[str, Any] = {"stop_requested_at": timezone.now()}
+    if reason:
+        changes["status_detail"] = reason
+    NodeSession.objects.live().filter(pk=session.pk, stop_requested_at__isnull=True).update(**changes)
     return NodeSession.objects.get(pk=session.pk)
 
 
@@ -111,78 +121,54 @@ def session_get_or_404(*, session_id: Any, node: Node | None = None) -> NodeSess
     return session
 
 
-@transaction.atomic
 def session_claim(*, session_id: Any, supervisor_id: Any) -> bool:
-    """Conditional update: exactly one supervisor wins a requested session."""
-    return status_event_emit_if(
-        NodeSession,
-        session_id,
-        NodeSession.objects.filter(pk=session_id, status=SessionStatus.REQUESTED).update(
-            status=SessionStatus.STARTING, supervisor_id=supervisor_id
-        ),
-    )
+    """Exactly one supervisor wins a requested session."""
+    return session_transition(session_id=session_id, name="claim", supervisor_id=supervisor_id)
 
 
 @transaction.atomic
-def session_mark_running(*, session_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> None:
+def session_mark_running(*, session_id: Any, pid: int, log_path: str, identity: dict[str, Any]) -> bool:
     session = NodeSession.objects.get(pk=session_id)
     config = {**session.runtime_config, "process": identity}
-    status_event_emit_if(
-        NodeSession,
-        session_id,
-        NodeSession.objects.filter(pk=session_id, status=SessionStatus.STARTING).update(
-            status=SessionStatus.RUNNING, pid=pid, started_at=timezone.now(), log_path=log_path, runtime_config=config
-        ),
+    return session_transition(
+        session_id=session_id,
+        name="spawned",
+        pid=pid,
+        started_at=timezone.now(),
+        log_path=log_path,
+        runtime_config=config,
     )
 
 
-@transaction.atomic
 def session_mark_stopping(*, session_id: Any) -> bool:
-    return status_event_emit_if(
-        NodeSession,
-        session_id,
-        NodeSession.objects.filter(pk=session_id, status__in=(SessionStatus.STARTING, SessionStatus.RUNNING)).update(
-            status=SessionStatus.STOPPING
-        ),
-    )
+    return session_transition(session_id=session_id, name="stop")
 
 
-@transaction.atomic
 def session_mark_ended(
     *, session_id: Any, exit_code: int | None, signal: int | None, stop_requested: bool, detail: str = ""
-) -> None:
+) -> bool:
+    """The process ended: `stopped` if someone asked, `exited` on code 0 by itself, `failed` otherwise."""
     if stop_requested:
-        status = SessionStatus.STOPPED
+        name = "end_stopped"
     elif exit_code == 0:
-        status = SessionStatus.EXITED
+        name = "end_exited"
     else:
-        status = SessionStatus.FAILED
-    status_event_emit_if(
-        NodeSession,
-        session_id,
-        NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
-            status=status, exit_code=exit_code, signal=signal, ended_at=timezone.now(), status_detail=detail
-        ),
+        name = "end_failed"
+    return session_transition(
+        session_id=session_id,
+        name=name,
+        exit_code=exit_code,
+        signal=signal,
+        ended_at=timezone.now(),
+        status_detail=detail,
     )
 
 
-@transaction.atomic
-def session_mark_failed_to_start(*, session_id: Any, detail: str) -> None:
-    status_event_emit_if(
-        NodeSession,
-        session_id,
-        NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
-            status=SessionStatus.FAILED, ended_at=timezone.now(), status_detail=detail
-        ),
-    )
+def session_mark_failed_to_start(*, session_id: Any, detail: str) -> bool:
+    return session_transition(session_id=session_id, name="end_failed", ended_at=timezone.now(), status_detail=detail)
 
 
-@transaction.atomic
-def session_mark_lost(*, session_id: Any, detail: str, signal: int | None = None) -> None:
-    status_event_emit_if(
-        NodeSession,
-        session_id,
-        NodeSession.objects.filter(pk=session_id, status__in=SESSION_LIVE_STATUSES).update(
-            status=SessionStatus.LOST, ended_at=timezone.now(), status_detail=detail, signal=signal
-        ),
+def session_mark_lost(*, session_id: Any, detail: str, signal: int | None = None) -> bool:
+    return session_transition(
+        session_id=session_id, name="lose", ended_at=timezone.now(), status_detail=detail, signal=signal
     )
