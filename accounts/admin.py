@@ -5,7 +5,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
-from accounts.models import ApiToken, AuditEvent, Membership, SupabaseIdentity
+from accounts.models import ApiToken, AuditEvent, Membership, Node, Project, SupabaseIdentity
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "created_at")
+    search_fields = ("slug", "name")
+    readonly_fields = ("id", "created_at", "updated_at")
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "display_name", "role", "project", "created_at")
+    list_filter = ("role", "project")
+    search_fields = ("external_id", "display_name")
+    readonly_fields = ("id", "created_at", "updated_at")
 
 
 @admin.register(Membership)

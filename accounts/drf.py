@@ -8,9 +8,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts import permissions
+from accounts import permissions, services
 from accounts.services import audit_record
-from orchestration import services
 
 
 class FederationControl(BasePermission):

@@ -1,12 +1,57 @@
-"""Who may see what. Django-side only (not part of db/schema.sql, which mirrors Supabase)."""
+"""Projects, the nodes that take part in them, and the people behind them: who may see what. Django-side only (not part of db/schema.sql, which mirrors Supabase)."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from orchestration.models import Node, NodeRole, Project
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    config = models.JSONField(blank=True, default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Last ProjectEvent.seq handed out; the row lock on this update orders concurrent writers.
+    event_seq = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        db_table = "projects"
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class NodeRole(models.TextChoices):
+    COORDINATOR = "coordinator"
+    PARTICIPANT = "participant"
+
+
+class Node(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="nodes")
+    external_id = models.CharField(max_length=200, unique=True)
+    role = models.CharField(max_length=20, choices=NodeRole.choices)
+    display_name = models.CharField(max_length=200, blank=True, default="")
+    metadata = models.JSONField(blank=True, default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "nodes"
+        ordering = ["external_id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=NodeRole.values), name="nodes_role_check"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name or self.external_id} ({self.role})"
 
 
 class Membership(models.Model):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from accounts.models import Membership
-from orchestration.models import FederatedRun, NodeRole, NodeSession, Project
+from accounts.models import Membership, Node, NodeRole, Project
 
 
 def _membership(user: Any, project_id: Any) -> Membership | None:
@@ -27,7 +26,8 @@ def can_view_project(user: Any, project: Project) -> bool:
     return is_staff(user) or _membership(user, project.pk) is not None
 
 
-def can_view_session(user: Any, session: NodeSession) -> bool:
+def can_view_session(user: Any, session: Any) -> bool:
+    """`session`: a node session (anything with `node`); kept untyped so accounts needs no orchestration import."""
     if is_staff(user):
         return True
     membership = _membership(user, session.node.project_id)
@@ -36,7 +36,8 @@ def can_view_session(user: Any, session: NodeSession) -> bool:
     return membership.role == NodeRole.COORDINATOR or membership.node_id == session.node_id
 
 
-def can_view_run(user: Any, run: FederatedRun) -> bool:
+def can_view_run(user: Any, run: Any) -> bool:
+    """`run`: a federated run (anything with `project`)."""
     return can_view_project(user, run.project)
 
 
@@ -67,7 +68,7 @@ def can_control_federation(user: Any, project: Project) -> bool:
     return is_staff(user) or membership_role(user, project) == NodeRole.COORDINATOR
 
 
-def can_view_node(user: Any, node: Any) -> bool:
+def can_view_node(user: Any, node: Node) -> bool:
     if is_staff(user):
         return True
     membership = _membership(user, node.project_id)
@@ -76,7 +77,7 @@ def can_view_node(user: Any, node: Any) -> bool:
     return membership.role == NodeRole.COORDINATOR or membership.node_id == node.pk
 
 
-def can_control_node(user: Any, node: Any) -> bool:
+def can_control_node(user: Any, node: Node) -> bool:
     """A node's SuperNodes: staff or the participant bound to that node (never another site)."""
     if is_staff(user):
         return True

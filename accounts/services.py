@@ -1,4 +1,4 @@
-"""Writes for identities, roles, tokens and the audit log."""
+"""Writes for projects and their nodes, identities, roles, tokens and the audit log."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import re
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ApiToken, AuditEvent, Membership
-from orchestration.errors import Conflict, InvalidInput, NotFound
-from orchestration.models import Node, NodeRole, Project
+from accounts.models import ApiToken, AuditEvent, Membership, Node, NodeRole, Project
+from core.errors import Conflict, InvalidInput, NotFound
 
 TOKEN_PREFIX = "fedml"
 TOKEN_PREFIX_RE = re.compile(r"[0-9a-f]{12}")
@@ -114,3 +114,43 @@ def membership_set(
     )
     audit_record(actor=actor, action="role.set", outcome="ok", target=f"{user} {role} of {project.slug}", via=via)
     return membership
+
+
+# ----------------------------------------------------------------- projects and nodes
+def project_ensure_default() -> Project:
+    """The configured project (PROJECT_SLUG), created on first use."""
+    try:
+        project, _ = Project.objects.get_or_create(slug=settings.PROJECT_SLUG, defaults={"name": settings.PROJECT_NAME})
+    except IntegrityError:  # another worker created it first
+        project = Project.objects.get(slug=settings.PROJECT_SLUG)
+    return project
+
+
+def _node_ensure(*, project: Project, external_id: str, role: str, display_name: str) -> Node:
+    try:
+        node, _ = Node.objects.get_or_create(
+            external_id=external_id, defaults={"project": project, "role": role, "display_name": display_name}
+        )
+    except IntegrityError:
+        node = Node.objects.get(external_id=external_id)
+    return node
+
+
+def coordinator_node_ensure() -> Node:
+    project = project_ensure_default()
+    return _node_ensure(
+        project=project,
+        external_id=settings.COORDINATOR_NODE_ID,
+        role=NodeRole.COORDINATOR,
+        display_name=settings.COORDINATOR_NODE_NAME,
+    )
+
+
+def participant_node_ensure() -> Node:
+    project = project_ensure_default()
+    return _node_ensure(
+        project=project,
+        external_id=settings.PARTICIPANT_NODE_ID,
+        role=NodeRole.PARTICIPANT,
+        display_name=settings.PARTICIPANT_NODE_NAME,
+    )

@@ -164,9 +164,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the Swagger UI's files, served locally (sites may have no internet)
     "channels",
+    "core",
+    "accounts",
     "orchestration",
     "participants",
-    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -261,9 +262,9 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
-    "EXCEPTION_HANDLER": "orchestration.exception_handlers.fedml_exception_handler",
+    "EXCEPTION_HANDLER": "core.exception_handlers.fedml_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["orchestration.parsers.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Bearer first: its WWW-Authenticate header makes unauthenticated requests a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 
+from core.errors import ApplicationError
 from orchestration import admin_controls, services
-from orchestration.errors import ApplicationError
-from orchestration.models import FederatedRun, LogLine, Node, NodeSession, Project, RoundMetric, SupervisorHeartbeat
+from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric, SupervisorHeartbeat
+from orchestration.states import RunStatus
 
 SESSION_STATUS_FIELDS = (
     "kind",
@@ -29,22 +32,7 @@ SESSION_STATUS_FIELDS = (
 )
 
 
-@admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "created_at")
-    search_fields = ("slug", "name")
-    readonly_fields = ("id", "created_at", "updated_at")
-
-
-@admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "display_name", "role", "project", "created_at")
-    list_filter = ("role", "project")
-    search_fields = ("external_id", "display_name")
-    readonly_fields = ("id", "created_at", "updated_at")
-
-
-def _run_action(request: HttpRequest, action, label: str) -> None:  # noqa: ANN001 - a service callable
+def run_action(request: HttpRequest, action, label: str) -> None:  # noqa: ANN001 - a service callable
     try:
         action()
     except ApplicationError as exc:
@@ -53,7 +41,7 @@ def _run_action(request: HttpRequest, action, label: str) -> None:  # noqa: ANN0
         messages.success(request, f"{label}: requested")
 
 
-def _control_url(model_admin: admin.ModelAdmin, route: str, title: str, form_class: type, action: object) -> URLPattern:
+def control_url(model_admin: admin.ModelAdmin, route: str, title: str, form_class: type, action: object) -> URLPattern:
     def view(request: HttpRequest) -> HttpResponse:
         return admin_controls.control_view(model_admin, request, title=title, form_class=form_class, action=action)
 
@@ -66,14 +54,15 @@ class NodeSessionAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status", "node")
     readonly_fields = ("id", "node", *SESSION_STATUS_FIELDS)
     actions = ["stop_sessions"]
+    # (route, title, form, action). participants/admin.py adds the SuperNode's start: apps above
+    # orchestration extend its admin rather than orchestration importing them.
+    controls: tuple[tuple[str, str, type, Any], ...] = (
+        ("start-superlink", "Start SuperLink", admin_controls.SuperlinkStartForm, admin_controls.start_superlink),
+        ("stop-superlink", "Stop SuperLink", admin_controls.ConfirmForm, admin_controls.stop_superlink),
+    )
 
     def get_urls(self) -> list[URLPattern]:
-        controls = [
-            ("start-superlink", "Start SuperLink", admin_controls.SuperlinkStartForm, admin_controls.start_superlink),
-            ("stop-superlink", "Stop SuperLink", admin_controls.ConfirmForm, admin_controls.stop_superlink),
-            ("start-supernode", "Start SuperNode", admin_controls.SupernodeStartForm, admin_controls.start_supernode),
-        ]
-        return [_control_url(self, *control) for control in controls] + super().get_urls()
+        return [control_url(self, *control) for control in self.controls] + super().get_urls()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are started through the services (API, commands, actions)
@@ -86,7 +75,7 @@ class NodeSessionAdmin(admin.ModelAdmin):
     @admin.action(description="Stop selected sessions")
     def stop_sessions(self, request: HttpRequest, queryset: QuerySet[NodeSession]) -> None:
         for session in queryset:
-            _run_action(
+            run_action(
                 request, lambda s=session: services.session_request_stop(session=s), f"stop {session.kind} {session.id}"
             )
 
@@ -124,15 +113,15 @@ class FederatedRunAdmin(admin.ModelAdmin):
             ("start-run", "Start run", admin_controls.RunStartForm, admin_controls.start_run),
             ("stop-run", "Stop active run", admin_controls.ConfirmForm, admin_controls.stop_run),
         ]
-        return [_control_url(self, *control) for control in controls] + super().get_urls()
+        return [control_url(self, *control) for control in controls] + super().get_urls()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.action(description="Stop selected runs")
     def stop_runs(self, request: HttpRequest, queryset: QuerySet[FederatedRun]) -> None:
-        for run in queryset.filter(status__in=("requested", "starting", "running")):
-            _run_action(request, lambda r=run: services.run_request_stop(project=r.project), f"stop run {run.id}")
+        for run in queryset.filter(status__in=(RunStatus.REQUESTED, RunStatus.STARTING, RunStatus.RUNNING)):
+            run_action(request, lambda r=run: services.run_request_stop(project=r.project), f"stop run {run.id}")
 
 
 @admin.register(LogLine)

@@ -12,13 +12,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
+from accounts import services as accounts_services
 from accounts.services import audit_record
+from core.errors import ApplicationError
 from orchestration import services, waits
-from orchestration.errors import ApplicationError
-from participants import services as participant_services
+from orchestration.states import RunStatus
 
 
-def _split_args(value: str) -> list[str]:
+def split_args(value: str) -> list[str]:
     # shlex only splits the text into argv items (quotes group words); nothing is ever run by a shell.
     try:
         return shlex.split(value or "")
@@ -33,20 +34,7 @@ class SuperlinkStartForm(forms.Form):
     extra_args = forms.CharField(required=False, help_text="Allowlisted Flower flags, e.g. --isolation subprocess")
 
     def clean_extra_args(self) -> list[str]:
-        return _split_args(self.cleaned_data["extra_args"])
-
-
-class SupernodeStartForm(forms.Form):
-    partition_id = forms.IntegerField(min_value=0, initial=0)
-    num_partitions = forms.IntegerField(min_value=1, initial=1)
-    superlink_address = forms.CharField(required=False)
-    clientappio_api_address = forms.CharField(required=False, help_text="host:port of the SuperNode's runtime API")
-    insecure = forms.BooleanField(required=False, initial=True)
-    certificates_path = forms.CharField(required=False)
-    extra_args = forms.CharField(required=False)
-
-    def clean_extra_args(self) -> list[str]:
-        return _split_args(self.cleaned_data["extra_args"])
+        return split_args(self.cleaned_data["extra_args"])
 
 
 class RunStartForm(forms.Form):
@@ -56,7 +44,7 @@ class RunStartForm(forms.Form):
     extra_args = forms.CharField(required=False, help_text='e.g. --run-config "local-epochs=2"')
 
     def clean_extra_args(self) -> list[str]:
-        args = _split_args(self.cleaned_data["extra_args"])
+        args = split_args(self.cleaned_data["extra_args"])
         return args
 
 
@@ -109,7 +97,7 @@ def _audit(request: HttpRequest, title: str, outcome: str, detail: str) -> None:
 
 def start_superlink(data: dict[str, Any]) -> str:
     session = services.superlink_request_start(
-        node=services.coordinator_node_ensure(),
+        node=accounts_services.coordinator_node_ensure(),
         insecure=data["insecure"],
         certificates_path=data["certificates_path"] or None,
         listen_address=data["listen_address"] or None,
@@ -120,23 +108,8 @@ def start_superlink(data: dict[str, Any]) -> str:
 
 
 def stop_superlink(data: dict[str, Any]) -> str:
-    session = services.superlink_request_stop(node=services.coordinator_node_ensure())
+    session = services.superlink_request_stop(node=accounts_services.coordinator_node_ensure())
     return f"Stop requested for SuperLink session {session.id}"
-
-
-def start_supernode(data: dict[str, Any]) -> str:
-    session = participant_services.supernode_request_start(
-        node=services.participant_node_ensure(),
-        superlink_address=data["superlink_address"] or None,
-        partition_id=data["partition_id"],
-        num_partitions=data["num_partitions"],
-        clientappio_api_address=data["clientappio_api_address"] or None,
-        insecure=data["insecure"],
-        certificates_path=data["certificates_path"] or None,
-        extra_args=data["extra_args"],
-    )
-    session = waits.session_wait_spawned(session_id=session.id)
-    return f"SuperNode {session.status} (pid {session.pid})"
 
 
 def start_run(data: dict[str, Any]) -> str:
@@ -144,17 +117,17 @@ def start_run(data: dict[str, Any]) -> str:
     if data.get("num_server_rounds"):
         extra += ["--run-config", f"num-server-rounds={data['num_server_rounds']}"]
     run = services.run_request_start(
-        project=services.project_ensure_default(),
+        project=accounts_services.project_ensure_default(),
         federation_name=data["federation_name"],
         extra_args=extra,
         label=data["label"],
     )
     run = waits.run_wait_spawned(run_id=run.id)
-    if run.pid is None and run.status == "starting":
+    if run.pid is None and run.status == RunStatus.STARTING:
         return f"Run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}"
     return f"Run {run.id} {run.status} (pid {run.pid})"
 
 
 def stop_run(data: dict[str, Any]) -> str:
-    run = services.run_request_stop(project=services.project_ensure_default())
+    run = services.run_request_stop(project=accounts_services.project_ensure_default())
     return f"Stop requested for run {run.id}"

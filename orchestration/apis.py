@@ -10,11 +10,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import permissions as access
+from accounts import services as accounts_services
 from accounts.drf import AuditedApiView, FederationControl, ProjectMember
+from core.fields import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer, parse_count
+from core.openapi import documented
 from orchestration import selectors, services, waits
-from orchestration.models import FederatedRun, NodeSession, SessionStatus
-from orchestration.openapi import documented
-from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer, parse_count
+from orchestration.models import EnrollmentStatus, RunStatus, SessionStatus
+from orchestration.serializers import (
+    enrollment_output,
+    iso,
+    log_lines_output,
+    round_output,
+    run_info_output,
+    run_output,
+)
 
 LOG_PARAMETERS = [
     OpenApiParameter("after", int, description="lines with seq greater than this"),
@@ -23,59 +32,12 @@ LOG_PARAMETERS = [
 ]
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
-
-
-def run_payload(run: FederatedRun | None) -> dict[str, Any] | None:
-    if run is None:
-        return None
-    return {
-        "id": str(run.id),
-        "run_id": str(run.id),
-        "flower_run_id": run.flower_run_id or None,
-        "status": run.status,
-        "label": run.label,
-        "federation_name": run.federation_name,
-        "pid": run.pid,
-        "log_path": run.log_path or None,
-        "started_at": _iso(run.started_at),
-        "ended_at": _iso(run.ended_at),
-        "exit_code": run.exit_code,
-        "signal": run.signal,
-        "status_detail": run.status_detail,
-        "config": run.config,
-        "metrics": run.metrics,
-        "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
-        "created_at": _iso(run.created_at),
-    }
-
-
-def session_payload(session: NodeSession | None) -> dict[str, Any] | None:
-    if session is None:
-        return None
-    return {
-        "session_id": str(session.id),
-        "node_id": str(session.node_id),
-        "kind": session.kind,
-        "status": session.status,
-        "pid": session.pid,
-        "log_path": session.log_path or None,
-        "started_at": _iso(session.started_at),
-        "ended_at": _iso(session.ended_at),
-        "exit_code": session.exit_code,
-        "signal": session.signal,
-        "status_detail": session.status_detail,
-        "runtime_config": {k: v for k, v in session.runtime_config.items() if k != "process"},
-    }
-
-
 class CoordinatorHealthApi(AuditedApiView):
     permission_classes = [ProjectMember]
 
     @documented(ok={200: "coordinator state and supervisor liveness"}, errors=())
     def get(self, request: Request) -> Response:
-        coordinator = services.coordinator_node_ensure()
+        coordinator = accounts_services.coordinator_node_ensure()
         project = coordinator.project
         superlink = selectors.session_live_superlink(project=project)
         run = selectors.run_live(project=project)
@@ -85,22 +47,12 @@ class CoordinatorHealthApi(AuditedApiView):
                 "status": "ok",
                 "superlink_running": running,
                 "superlink_status": superlink.status if superlink else None,
-                "superlink_started_at": _iso(superlink.started_at) if superlink else None,
+                "superlink_started_at": iso(superlink.started_at) if superlink else None,
                 "superlink_pid": superlink.pid if superlink else None,
                 "superlink_session_id": str(superlink.id) if superlink else None,
                 "superlink_insecure": superlink.runtime_config.get("insecure") if superlink else None,
                 "run_active": run is not None,
-                "run_info": None
-                if run is None
-                else {
-                    "federation_name": run.federation_name,
-                    "started_at": _iso(run.started_at),
-                    "pid": run.pid,
-                    "log_path": run.log_path or None,
-                    "run_id": str(run.id),
-                    "flower_run_id": run.flower_run_id or None,
-                    "status": run.status,
-                },
+                "run_info": None if run is None else run_info_output(run),
                 "default_project_id": str(project.id),
                 "active_project_id": str(project.id),
                 "default_coordinator_node_id": str(coordinator.id),
@@ -129,7 +81,7 @@ class SuperlinkStartApi(AuditedApiView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        node = services.coordinator_node_ensure()
+        node = accounts_services.coordinator_node_ensure()
         session = services.superlink_request_start(node=node, **data.validated_data)
         session = waits.session_wait_spawned(session_id=session.id)
         # 502 only when the SuperLink failed to start (not when a stop overtook the answer).
@@ -152,12 +104,12 @@ class SuperlinkStopApi(AuditedApiView):
 
     @documented(ok={200: "stopped or stopping"}, errors=(409,), request=None)
     def post(self, request: Request) -> Response:
-        node = services.coordinator_node_ensure()
+        node = accounts_services.coordinator_node_ensure()
         session = services.superlink_request_stop(node=node)
         session = waits.session_wait_ended(session_id=session.id, timeout=settings.START_WAIT_SECONDS)
         return Response(
             {
-                "status": "stopped" if not session.is_live else "stopping",
+                "status": SessionStatus.STOPPED if not session.is_live else SessionStatus.STOPPING,
                 "session_id": str(session.id),
                 "pid": session.pid,
             }
@@ -188,19 +140,19 @@ class RunStartApi(AuditedApiView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_ensure_default()
+        project = accounts_services.project_ensure_default()
         run = services.run_request_start(project=project, **data.validated_data)
         run = waits.run_wait_spawned(run_id=run.id)
-        waiting = run.status == "starting" and run.pid is None
+        waiting = run.status == RunStatus.STARTING and run.pid is None
         if not waiting:
             # Flower's run id arrives on `flwr run`'s output a moment later; wait briefly for it.
             run = waits.run_wait_flower_id(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
         # Only a run that failed is Flower failing to start; one already completed or stopped is not.
-        ok = run.status != "failed"
-        live = run.status in ("starting", "running")
+        ok = run.status != RunStatus.FAILED
+        live = run.status in (RunStatus.STARTING, RunStatus.RUNNING)
         return Response(
             {
-                "status": "starting" if waiting else "started" if live else run.status,
+                "status": RunStatus.STARTING if waiting else "started" if live else run.status,
                 "pid": run.pid,
                 "log_path": run.log_path or None,
                 "run_id": str(run.id),
@@ -218,7 +170,7 @@ class RunStopApi(AuditedApiView):
 
     @documented(ok={200: "the run's status after the stop request"}, errors=(409,), request=None)
     def post(self, request: Request) -> Response:
-        project = services.project_ensure_default()
+        project = accounts_services.project_ensure_default()
         run = services.run_request_stop(project=project)
         run = waits.run_wait_ended(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
         return Response({"status": run.status, "run_id": str(run.id), "flower_run_id": run.flower_run_id or None})
@@ -229,8 +181,9 @@ class RunActiveApi(AuditedApiView):
 
     @documented(ok={200: "{run: ... or null}"}, errors=())
     def get(self, request: Request) -> Response:
-        project = services.project_ensure_default()
-        return Response({"run": run_payload(selectors.run_live(project=project))})
+        project = accounts_services.project_ensure_default()
+        run = selectors.run_live(project=project)
+        return Response({"run": None if run is None else run_output(run)})
 
 
 class RunDetailApi(AuditedApiView):
@@ -241,64 +194,73 @@ class RunDetailApi(AuditedApiView):
         run = selectors.run_get(run_id=run_id)
         if run is None:
             return Response({"detail": f"run {run_id} not found", "field": "run_id"}, status=404)
-        payload = run_payload(run)
-        assert payload is not None
+        payload = run_output(run)
         # Participants see aggregated metrics only, never another node's.
         per_node = access.can_view_per_node_metrics(request.user, run.project)
-        payload["rounds"] = [
-            {"round": m.round, "phase": m.phase, "aggregated": m.aggregated, "per_node": m.per_node if per_node else {}}
-            for m in selectors.round_metrics(run=run)
-        ]
+        payload["rounds"] = [round_output(m, per_node=per_node) for m in selectors.round_metrics(run=run)]
         return Response(payload)
 
 
-class SessionLogApi(AuditedApiView):
-    """Log lines of a session or run after (or before) a sequence number: the record itself.
+class LogLinesApi(AuditedApiView):
+    """Log lines of a session or a run after (or before) a sequence number: the record itself.
 
     `after=N` pages forward; `before=N` pages backward (the newest `limit` lines below N),
-    which the admin's log panel uses to load older lines on scroll.
+    which the admin's log panel uses to load older lines on scroll. Subclasses say whose lines.
     """
 
-    @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
-    def get(self, request: Request, kind: str, owner_id: str) -> Response:
+    owner_kind = ""  # "session" | "run"
+
+    def _owner(self, owner_id: Any) -> Any:
+        raise NotImplementedError
+
+    def _may_read(self, request: Request, owner: Any) -> bool:
+        raise NotImplementedError
+
+    def _lines(self, request: Request, owner_id: Any) -> Response:
         params = request.query_params
         after = parse_count(params.get("after", "0"), field="after")
         before = params.get("before")
         before_seq = parse_count(before, field="before") if before is not None else None
         limit = min(parse_count(params.get("limit", "1000"), field="limit", minimum=1), 5000)
-        owner = selectors.session_get(session_id=owner_id) if kind == "sessions" else selectors.run_get(run_id=owner_id)
+        owner = self._owner(owner_id)
         if owner is None:
-            return Response({"detail": f"{kind[:-1]} {owner_id} not found", "field": "id"}, status=404)
-        allowed = (
-            access.can_view_session(request.user, owner)
-            if kind == "sessions"
-            else access.can_view_run(request.user, owner)
-        )
-        if not allowed:
-            self.permission_denied(request, message=f"you may not read this {kind[:-1]}'s log")
-        owner_filter = {"session": owner} if kind == "sessions" else {"run": owner}
+            return Response({"detail": f"{self.owner_kind} {owner_id} not found", "field": "id"}, status=404)
+        if not self._may_read(request, owner):
+            self.permission_denied(request, message=f"you may not read this {self.owner_kind}'s log")
+        owner_filter = {self.owner_kind: owner}
         if before_seq is not None:
             lines = selectors.log_lines_before(**owner_filter, before=before_seq, limit=limit)
         else:
             lines = selectors.log_lines_after(**owner_filter, after=after, limit=limit)
-        return Response(
-            {
-                "lines": [
-                    {"seq": x.seq, "stream": x.stream, "source": x.source, "ts": _iso(x.ts), "text": x.text}
-                    for x in lines
-                ]
-            }
-        )
+        return Response({"lines": log_lines_output(lines)})
 
 
-def _enrollment_body(enrollment: Any) -> dict[str, Any]:
-    return {
-        "enrollment_id": str(enrollment.pk),
-        "node_id": str(enrollment.node_id),
-        "status": enrollment.status,
-        "flower_node_id": enrollment.flower_node_id or None,
-        "detail": enrollment.detail or None,
-    }
+class SessionLogLinesApi(LogLinesApi):
+    owner_kind = "session"
+
+    def _owner(self, owner_id: Any) -> Any:
+        return selectors.session_get(session_id=owner_id)
+
+    def _may_read(self, request: Request, owner: Any) -> bool:
+        return access.can_view_session(request.user, owner)
+
+    @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
+    def get(self, request: Request, session_id: str) -> Response:
+        return self._lines(request, session_id)
+
+
+class RunLogLinesApi(LogLinesApi):
+    owner_kind = "run"
+
+    def _owner(self, owner_id: Any) -> Any:
+        return selectors.run_get(run_id=owner_id)
+
+    def _may_read(self, request: Request, owner: Any) -> bool:
+        return access.can_view_run(request.user, owner)
+
+    @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
+    def get(self, request: Request, run_id: str) -> Response:
+        return self._lines(request, run_id)
 
 
 class NodeEnrollApi(AuditedApiView):
@@ -324,8 +286,8 @@ class NodeEnrollApi(AuditedApiView):
             return Response({"detail": f"node {node_id} not found", "field": "node_id"}, status=404)
         enrollment = services.node_enrollment_request(node=node, public_key=data.validated_data["public_key"])
         enrollment = waits.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
-        code = {"registered": 201, "requested": 202}.get(enrollment.status, 502)
-        return Response(_enrollment_body(enrollment), status=code)
+        code = {EnrollmentStatus.REGISTERED: 201, EnrollmentStatus.REQUESTED: 202}.get(enrollment.status, 502)
+        return Response(enrollment_output(enrollment), status=code)
 
 
 class NodeRevokeApi(AuditedApiView):
@@ -341,4 +303,6 @@ class NodeRevokeApi(AuditedApiView):
             return Response({"detail": f"node {node_id} not found", "field": "node_id"}, status=404)
         enrollment = services.node_enrollment_revoke(node=node)
         enrollment = waits.enrollment_wait(enrollment_id=enrollment.pk, timeout=settings.START_WAIT_SECONDS)
-        return Response(_enrollment_body(enrollment), status=200 if enrollment.status == "revoked" else 202)
+        return Response(
+            enrollment_output(enrollment), status=200 if enrollment.status == EnrollmentStatus.REVOKED else 202
+        )

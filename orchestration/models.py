@@ -1,4 +1,6 @@
-"""FedML's data model. Table names mirror the Supabase schema the deployments already use."""
+"""FedML's orchestration records: node sessions, runs, log lines, metrics, events, enrollments.
+
+Projects and nodes (who takes part) live in `accounts.models`. Table names mirror the Supabase schema the deployments already use."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from accounts.models import Node, NodeRole, Project
 from orchestration.states import (
     ENROLLMENT_LIVE_STATUSES,
     RUN_LIVE_STATUSES,
@@ -41,51 +44,6 @@ __all__ = [
     "SessionStatus",
     "SupervisorHeartbeat",
 ]
-
-
-class Project(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    slug = models.SlugField(max_length=100, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True, default="")
-    config = models.JSONField(blank=True, default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    # Last ProjectEvent.seq handed out; the row lock on this update orders concurrent writers.
-    event_seq = models.BigIntegerField(default=0, editable=False)
-
-    class Meta:
-        db_table = "projects"
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return self.slug
-
-
-class NodeRole(models.TextChoices):
-    COORDINATOR = "coordinator"
-    PARTICIPANT = "participant"
-
-
-class Node(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="nodes")
-    external_id = models.CharField(max_length=200, unique=True)
-    role = models.CharField(max_length=20, choices=NodeRole.choices)
-    display_name = models.CharField(max_length=200, blank=True, default="")
-    metadata = models.JSONField(blank=True, default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        db_table = "nodes"
-        ordering = ["external_id"]
-        constraints = [
-            models.CheckConstraint(condition=Q(role__in=NodeRole.values), name="nodes_role_check"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.display_name or self.external_id} ({self.role})"
 
 
 class NodeSession(models.Model):

@@ -1,69 +1,142 @@
-"""Input checks shared by the HTTP API and the admin. Unknown fields are refused by name."""
+"""One output shape per entity, used by the APIs (coordinator and participant), the project
+events, the websockets and the admin: a field renamed here is renamed everywhere.
+
+Plain functions over model instances, not DRF serializers: the event and log paths are hot,
+and every field here is a simple read.
+"""
 
 from __future__ import annotations
 
-import re
+from datetime import datetime
 from typing import Any
 
-from rest_framework import serializers
-
-from orchestration.errors import InvalidInput
-
-_COUNT = re.compile(r"[0-9]{1,18}", re.ASCII)
+from orchestration.models import FederatedRun, LogLine, NodeEnrollment, NodeSession, RoundMetric
 
 
-def parse_count(value: str, *, field: str, minimum: int = 0) -> int:
-    """A query-string sequence number or limit: ASCII digits that fit a bigint. Python's int()
-    would also take "１２", "1_000" and numbers no database column holds."""
-    if not _COUNT.fullmatch(value) or int(value) < minimum:
-        raise InvalidInput(f"{field} must be a whole number >= {minimum}, got {value[:40]!r}", field=field)
-    return int(value)
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
-class StrictSerializer(serializers.Serializer):
-    def run_validation(self, data: Any = serializers.empty) -> Any:
-        if data is None:
-            raise serializers.ValidationError({"body": "expected a JSON object"})
-        return super().run_validation(data)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"body": "expected a JSON object"})
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {unknown[0]: f"unknown field (allowed: {', '.join(sorted(self.fields))})"}
-            )
-        return super().to_internal_value(data)
+def _first_line(text: str, limit: int = 500) -> str:
+    return text.splitlines()[0][:limit] if text else ""
 
 
-class StrictBoolean(serializers.BooleanField):
-    """JSON true/false only: "yes", 1 or "false" are mistakes worth a 400."""
+# ----------------------------------------------------------------- runs
+def run_output(run: FederatedRun) -> dict[str, Any]:
+    """A run in full: `GET runs/<id>`, `runs/active`."""
+    return {
+        "id": str(run.id),
+        "run_id": str(run.id),
+        "flower_run_id": run.flower_run_id or None,
+        "status": run.status,
+        "label": run.label,
+        "federation_name": run.federation_name,
+        "pid": run.pid,
+        "log_path": run.log_path or None,
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "status_detail": run.status_detail,
+        "config": run.config,
+        "metrics": run.metrics,
+        "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
+        "created_at": iso(run.created_at),
+    }
 
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
+
+def run_event_output(run: FederatedRun) -> dict[str, Any]:
+    """A run's status change, as the `run.status` event carries it (the detail's first line)."""
+    return {
+        "run_id": str(run.pk),
+        "flower_run_id": run.flower_run_id or None,
+        "status": run.status,
+        "pid": run.pid,
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "status_detail": _first_line(run.status_detail),
+    }
 
 
-class StrictChar(serializers.CharField):
-    """A JSON string only: 7 where a name belongs is a mistake worth a 400."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictInteger(serializers.IntegerField):
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+def run_info_output(run: FederatedRun) -> dict[str, Any]:
+    """The live run as the coordinator's health shows it."""
+    return {
+        "federation_name": run.federation_name,
+        "started_at": iso(run.started_at),
+        "pid": run.pid,
+        "log_path": run.log_path or None,
+        "run_id": str(run.id),
+        "flower_run_id": run.flower_run_id or None,
+        "status": run.status,
+    }
 
 
-class ExtraArgs(serializers.ListField):
-    child = serializers.CharField(max_length=1000, allow_blank=False, trim_whitespace=False)
+def round_output(metric: RoundMetric, *, per_node: bool) -> dict[str, Any]:
+    """One round's phase; `per_node=False` for participants, who see aggregated metrics only."""
+    return {
+        "round": metric.round,
+        "phase": metric.phase,
+        "aggregated": metric.aggregated,
+        "per_node": metric.per_node if per_node else {},
+    }
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(required=False, max_length=32, default=list, **kwargs)
+
+# ----------------------------------------------------------------- sessions
+def session_output(session: NodeSession) -> dict[str, Any]:
+    """A SuperLink or SuperNode session in full (its process identity stays private)."""
+    return {
+        "session_id": str(session.id),
+        "node_id": str(session.node_id),
+        "kind": session.kind,
+        "status": session.status,
+        "pid": session.pid,
+        "log_path": session.log_path or None,
+        "started_at": iso(session.started_at),
+        "ended_at": iso(session.ended_at),
+        "exit_code": session.exit_code,
+        "signal": session.signal,
+        "status_detail": session.status_detail,
+        "runtime_config": {k: v for k, v in session.runtime_config.items() if k != "process"},
+    }
+
+
+def session_event_output(session: NodeSession) -> dict[str, Any]:
+    """A session's status change, as the `session.status` event carries it."""
+    return {
+        "session_id": str(session.pk),
+        "node_id": str(session.node_id),
+        "kind": session.kind,
+        "status": session.status,
+        "pid": session.pid,
+        "exit_code": session.exit_code,
+        "signal": session.signal,
+        "started_at": iso(session.started_at),
+        "ended_at": iso(session.ended_at),
+        "status_detail": _first_line(session.status_detail),
+    }
+
+
+# ----------------------------------------------------------------- enrollments
+def enrollment_output(enrollment: NodeEnrollment) -> dict[str, Any]:
+    """A node's SuperNode key enrollment: the enroll/revoke answers."""
+    return {
+        "enrollment_id": str(enrollment.pk),
+        "node_id": str(enrollment.node_id),
+        "status": enrollment.status,
+        "flower_node_id": enrollment.flower_node_id or None,
+        "detail": enrollment.detail or None,
+    }
+
+
+def enrollment_event_output(enrollment: NodeEnrollment) -> dict[str, Any]:
+    return {**enrollment_output(enrollment), "detail": enrollment.detail[:500]}
+
+
+# ----------------------------------------------------------------- log lines
+def log_line_output(*, seq: int, stream: str, source: str, ts: datetime, text: str) -> dict[str, Any]:
+    """One log line, over REST and websockets alike (fields, not an instance: the feeds read values)."""
+    return {"seq": seq, "stream": stream, "source": source, "ts": iso(ts), "text": text}
+
+
+def log_lines_output(lines: list[LogLine]) -> list[dict[str, Any]]:
+    return [log_line_output(seq=x.seq, stream=x.stream, source=x.source, ts=x.ts, text=x.text) for x in lines]

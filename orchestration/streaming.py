@@ -25,6 +25,7 @@ from django.db.models import Max
 
 from orchestration import doorbell
 from orchestration.models import LogLine, ProjectEvent
+from orchestration.serializers import log_line_output
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,8 @@ class LogFeed:
         )
         items = []
         for seq, stream, source, ts, text in rows:
-            stamp = ts.isoformat()
-            obj = {"seq": seq, "stream": stream, "source": source, "ts": stamp, "text": text}
-            items.append(Item(seq, stamp, encode(obj)))
+            obj = log_line_output(seq=seq, stream=stream, source=source, ts=ts, text=text)
+            items.append(Item(seq, obj["ts"], encode(obj)))
         return items
 
     def head(self) -> int:

@@ -14,6 +14,6 @@ urlpatterns = [
     path("runs/<uuid:run_id>", apis.RunDetailApi.as_view()),
     path("nodes/<uuid:node_id>/enroll", apis.NodeEnrollApi.as_view()),
     path("nodes/<uuid:node_id>/revoke", apis.NodeRevokeApi.as_view()),
-    path("sessions/<uuid:owner_id>/logs", apis.SessionLogApi.as_view(), {"kind": "sessions"}),
-    path("runs/<uuid:owner_id>/logs", apis.SessionLogApi.as_view(), {"kind": "runs"}),
+    path("sessions/<uuid:session_id>/logs", apis.SessionLogLinesApi.as_view()),
+    path("runs/<uuid:run_id>/logs", apis.RunLogLinesApi.as_view()),
 ]

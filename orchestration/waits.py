@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from orchestration.errors import SupervisorUnavailable
+from core.errors import SupervisorUnavailable
 from orchestration.models import (
     RUN_LIVE_STATUSES,
     SESSION_LIVE_STATUSES,

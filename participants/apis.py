@@ -7,14 +7,15 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import services as accounts_services
 from accounts.drf import AuditedApiView, SiteControl, SiteView
+from core.fields import ExtraArgs, StrictBoolean, StrictChar, StrictInteger, StrictSerializer
+from core.openapi import documented
 from orchestration import selectors as orchestration_selectors
 from orchestration import services as orchestration_services
 from orchestration import waits
-from orchestration.apis import _iso, session_payload
 from orchestration.models import SessionStatus
-from orchestration.openapi import documented
-from orchestration.serializers import ExtraArgs, StrictBoolean, StrictChar, StrictInteger, StrictSerializer
+from orchestration.serializers import iso, session_output
 from participants import keys, selectors, services
 
 
@@ -23,7 +24,7 @@ class ParticipantHealthApi(AuditedApiView):
 
     @documented(ok={200: "this site's SuperNodes and supervisor liveness"}, errors=())
     def get(self, request: Request) -> Response:
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         live = list(selectors.session_live_supernodes(node=node))
         current = live[0] if live else selectors.supernode_latest(node=node)
         running = [s for s in live if s.status == SessionStatus.RUNNING]
@@ -31,12 +32,12 @@ class ParticipantHealthApi(AuditedApiView):
             {
                 "status": "ok",
                 "supernode_running": bool(running),
-                "started_at": _iso(current.started_at) if current else None,
+                "started_at": iso(current.started_at) if current else None,
                 "log_path": (current.log_path or None) if current else None,
                 "session_id": str(current.id) if current else None,
                 "project_id": str(node.project_id),
                 "node_id": str(node.id),
-                "supernodes": [session_payload(s) for s in live],
+                "supernodes": [session_output(s) for s in live],
                 **orchestration_selectors.supervisor_status(),
             }
         )
@@ -64,7 +65,7 @@ class SupernodeStartApi(AuditedApiView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         session = services.supernode_request_start(node=node, **data.validated_data)
         session = waits.session_wait_spawned(session_id=session.id)
         # 502 only when the SuperNode failed to start (not when a stop overtook the answer).
@@ -96,12 +97,12 @@ class SupernodeStopApi(AuditedApiView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=data.validated_data.get("session_id"))
         ended = [waits.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS) for s in sessions]
         return Response(
             {
-                "status": "stopped" if all(not s.is_live for s in ended) else "stopping",
+                "status": SessionStatus.STOPPED if all(not s.is_live for s in ended) else SessionStatus.STOPPING,
                 "session_ids": [str(s.id) for s in ended],
                 "session_id": str(ended[0].id),
             }
@@ -113,8 +114,8 @@ class SupernodeListApi(AuditedApiView):
 
     @documented(ok={200: "{supernodes: [...]}"}, errors=(), operation_id="participant_supernodes_list")
     def get(self, request: Request) -> Response:
-        node = orchestration_services.participant_node_ensure()
-        return Response({"supernodes": [session_payload(s) for s in selectors.session_live_supernodes(node=node)]})
+        node = accounts_services.participant_node_ensure()
+        return Response({"supernodes": [session_output(s) for s in selectors.session_live_supernodes(node=node)]})
 
 
 class SupernodeDetailApi(AuditedApiView):
@@ -122,9 +123,9 @@ class SupernodeDetailApi(AuditedApiView):
 
     @documented(ok={200: "one SuperNode session"}, errors=(404,))
     def get(self, request: Request, session_id: str) -> Response:
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         session = orchestration_services.session_get_or_404(session_id=session_id, node=node)
-        return Response(session_payload(session))
+        return Response(session_output(session))
 
 
 class SupernodeSessionStopApi(AuditedApiView):
@@ -133,10 +134,15 @@ class SupernodeSessionStopApi(AuditedApiView):
 
     @documented(ok={200: "stopped or stopping"}, errors=(404, 409), request=None)
     def post(self, request: Request, session_id: str) -> Response:
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         sessions = services.supernode_request_stop(node=node, session_id=session_id)
         session = waits.session_wait_ended(session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS)
-        return Response({"status": "stopped" if not session.is_live else "stopping", "session_id": str(session.id)})
+        return Response(
+            {
+                "status": SessionStatus.STOPPED if not session.is_live else SessionStatus.STOPPING,
+                "session_id": str(session.id),
+            }
+        )
 
 
 class SupernodeKeyApi(AuditedApiView):
@@ -150,5 +156,5 @@ class SupernodeKeyApi(AuditedApiView):
 
     @documented(ok={200: "{node_id, public_key}"}, errors=(), request=None)
     def post(self, request: Request) -> Response:
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         return Response({"node_id": str(node.pk), "public_key": keys.keypair_ensure(node)})

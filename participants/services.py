@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from core.errors import Conflict, InvalidInput
 from orchestration import flower, procs, selectors
-from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
 from orchestration.services import invalid_input, session_event_emit, session_request_stop, supervisor_require_alive
 from participants import keys

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async as sync_to_async  # closes its DB
 
 from accounts.models import Membership
 from orchestration import consumers
+from orchestration.consumers import follow as follow_protocol
 from orchestration.models import NodeSession
 from tests.factories import NodeFactory, NodeSessionFactory
 from tests.ws import append_lines, collect_lines, connect, make_user, receive
@@ -141,9 +142,9 @@ async def test_ended_session_sends_eof_after_its_last_line_and_closes() -> None:
 async def test_client_that_stops_acknowledging_is_told_it_is_behind_and_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consumers, "WINDOW", 100)
-    monkeypatch.setattr(consumers, "BATCH", 50)
-    monkeypatch.setattr(consumers, "BEHIND_AFTER", 0.3)
+    monkeypatch.setattr(follow_protocol, "WINDOW", 100)
+    monkeypatch.setattr(follow_protocol, "BATCH", 50)
+    monkeypatch.setattr(follow_protocol, "BEHIND_AFTER", 0.3)
     session = await running_session()
     await append_lines(session, 1, 400)
     user = await make_user(staff=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from orchestration.models import (
     RUN_LIVE_STATUSES,
     FederatedRun,
+    NodeSession,
     Project,
     RoundMetric,
 )
@@ -37,20 +39,27 @@ def round_metrics(*, run: FederatedRun) -> list[RoundMetric]:
 def runs_to_claim(*, project_ids: list[Any]) -> list[FederatedRun]:
     return list(
         FederatedRun.objects.select_related("coordinator_session")
-        .filter(project_id__in=project_ids, status="requested")
+        .requested()
+        .filter(project_id__in=project_ids)
         .order_by("created_at")
     )
 
 
 def runs_stop_requested(*, supervisor_id: Any) -> list[FederatedRun]:
-    return list(
-        FederatedRun.objects.filter(
-            supervisor_id=supervisor_id, stop_requested_at__isnull=False, status__in=("starting", "running")
-        )
-    )
+    return list(FederatedRun.objects.stoppable().filter(supervisor_id=supervisor_id, stop_requested_at__isnull=False))
 
 
 def orphaned_runs(*, project_ids: list[Any]) -> list[FederatedRun]:
     alive = set(supervisors_alive().values_list("id", flat=True))
-    rows = FederatedRun.objects.filter(project_id__in=project_ids, status__in=("starting", "running", "stopping"))
+    rows = FederatedRun.objects.claimed().filter(project_id__in=project_ids)
     return [row for row in rows if row.supervisor_id not in alive]
+
+
+def run_status_and_end(*, run_id: Any) -> tuple[str, datetime | None] | None:
+    """The run's status and end time, read without the row (websocket followers ask often)."""
+    return FederatedRun.objects.filter(pk=run_id).values_list("status", "ended_at").first()
+
+
+def run_live_on_superlink(*, superlink: NodeSession) -> FederatedRun | None:
+    """The live run that uses this SuperLink, if any (a SuperLink stops after its run)."""
+    return FederatedRun.objects.live().filter(coordinator_session=superlink).order_by("-created_at").first()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
 
 from orchestration.models import (
     SESSION_LIVE_STATUSES,
+    FederatedRun,
     Node,
     NodeSession,
     Project,
@@ -88,3 +89,19 @@ def sessions_ended_since(*, node: Node, since: datetime) -> list[NodeSession]:
             status__in=(SessionStatus.FAILED, SessionStatus.LOST, SessionStatus.EXITED),
         )
     )
+
+
+def session_status(*, session_id: Any) -> str | None:
+    return NodeSession.objects.filter(pk=session_id).values_list("status", flat=True).first()
+
+
+def sessions_during_run(*, run: FederatedRun, slack: timedelta) -> list[NodeSession]:
+    """The project's SuperLink and SuperNode sessions that were alive during the run (with `slack` either side)."""
+    start = (run.started_at or run.created_at) - slack
+    sessions = NodeSession.objects.select_related("node").filter(
+        node__project_id=run.project_id, started_at__isnull=False
+    )
+    sessions = sessions.exclude(ended_at__lt=start)
+    if run.ended_at is not None:
+        sessions = sessions.filter(started_at__lte=run.ended_at + slack)
+    return list(sessions)

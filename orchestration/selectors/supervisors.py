@@ -38,3 +38,7 @@ def supervisor_status() -> dict[str, Any]:
 
 def supervisor_heartbeat_get(*, supervisor_id: Any) -> SupervisorHeartbeat | None:
     return SupervisorHeartbeat.objects.filter(pk=supervisor_id).first()
+
+
+def supervisor_ids_alive() -> set[Any]:
+    return set(supervisors_alive().values_list("id", flat=True))

@@ -3,9 +3,12 @@
 Split by entity; this package re-exports the public functions so callers write
 `services.run_request_start(...)`. Reads live in `orchestration.selectors`; the web side's
 waits for the supervisor live in `orchestration.waits` (the interface layer). Status changes go
-through `transitions` (the tables are in `orchestration.states`).
+through `transitions` (the tables are in `orchestration.states`). Projects and nodes are
+`accounts.services`.
 """
 
+# TEMPORARY while the structure change lands: projects and nodes moved to accounts.services.
+from accounts.services import coordinator_node_ensure, participant_node_ensure, project_ensure_default  # noqa: E402, F401
 from orchestration.services.common import (
     SUPERVISOR_HINT,
     invalid_input,
@@ -22,12 +25,9 @@ from orchestration.services.enrollments import (
 )
 from orchestration.services.events import (
     enrollment_event_emit,
-    enrollment_payload,
     event_emit,
     run_event_emit,
-    run_event_payload,
     session_event_emit,
-    session_event_payload,
 )
 from orchestration.services.housekeeping import (
     PruneReport,
@@ -37,11 +37,6 @@ from orchestration.services.housekeeping import (
 from orchestration.services.logs import (
     NewLogLine,
     log_lines_append,
-)
-from orchestration.services.projects import (
-    coordinator_node_ensure,
-    participant_node_ensure,
-    project_ensure_default,
 )
 from orchestration.services.runs import (
     FEDERATION_NAME_RE,
@@ -89,14 +84,12 @@ __all__ = [
     "PruneReport",
     "SUPERVISOR_HINT",
     "WITHDRAWN_DETAIL",
-    "coordinator_node_ensure",
     "data_dirs_ensure",
     "enrollment_claim",
     "enrollment_event_emit",
     "enrollment_mark_failed",
     "enrollment_mark_registered",
     "enrollment_mark_revoked",
-    "enrollment_payload",
     "enrollment_release_dead",
     "enrollment_transition",
     "event_emit",
@@ -105,12 +98,9 @@ __all__ = [
     "log_lines_append",
     "node_enrollment_request",
     "node_enrollment_revoke",
-    "participant_node_ensure",
-    "project_ensure_default",
     "round_metric_record",
     "run_claim",
     "run_event_emit",
-    "run_event_payload",
     "run_mark_ended",
     "run_mark_spawned",
     "run_mark_stopping",
@@ -125,7 +115,6 @@ __all__ = [
     "run_withdraw",
     "session_claim",
     "session_event_emit",
-    "session_event_payload",
     "session_get_or_404",
     "session_mark_ended",
     "session_mark_failed_to_start",

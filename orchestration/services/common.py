@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.errors import InvalidInput, SupervisorUnavailable
 from orchestration import flower, selectors
-from orchestration.errors import InvalidInput, SupervisorUnavailable
 
 SUPERVISOR_HINT = (
     "No supervisor is running, so nothing can be started. Start one with `python manage.py runsupervisor`."

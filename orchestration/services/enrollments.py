@@ -7,8 +7,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import Conflict, InvalidInput
 from orchestration import flower
-from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import (
     ENROLLMENT_LIVE_STATUSES,
     EnrollmentStatus,

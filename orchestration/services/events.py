@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -16,37 +15,7 @@ from orchestration.models import (
     Project,
     ProjectEvent,
 )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def session_event_payload(session: NodeSession) -> dict[str, Any]:
-    return {
-        "session_id": str(session.pk),
-        "node_id": str(session.node_id),
-        "kind": session.kind,
-        "status": session.status,
-        "pid": session.pid,
-        "exit_code": session.exit_code,
-        "signal": session.signal,
-        "started_at": _iso(session.started_at),
-        "ended_at": _iso(session.ended_at),
-        "status_detail": (session.status_detail or "").splitlines()[0][:500] if session.status_detail else "",
-    }
-
-
-def run_event_payload(run: FederatedRun) -> dict[str, Any]:
-    return {
-        "run_id": str(run.pk),
-        "flower_run_id": run.flower_run_id or None,
-        "status": run.status,
-        "pid": run.pid,
-        "started_at": _iso(run.started_at),
-        "ended_at": _iso(run.ended_at),
-        "status_detail": (run.status_detail or "").splitlines()[0][:500] if run.status_detail else "",
-    }
+from orchestration.serializers import enrollment_event_output, run_event_output, session_event_output
 
 
 def event_emit(*, project_id: Any, type: str, payload: dict[str, Any]) -> ProjectEvent:
@@ -64,24 +33,16 @@ def event_emit(*, project_id: Any, type: str, payload: dict[str, Any]) -> Projec
 
 def session_event_emit(*, session_id: Any) -> None:
     session = NodeSession.objects.select_related("node").get(pk=session_id)
-    event_emit(project_id=session.node.project_id, type="session.status", payload=session_event_payload(session))
+    event_emit(project_id=session.node.project_id, type="session.status", payload=session_event_output(session))
 
 
 def run_event_emit(*, run_id: Any) -> None:
     run = FederatedRun.objects.get(pk=run_id)
-    event_emit(project_id=run.project_id, type="run.status", payload=run_event_payload(run))
-
-
-def enrollment_payload(enrollment: NodeEnrollment) -> dict[str, Any]:
-    return {
-        "enrollment_id": str(enrollment.pk),
-        "node_id": str(enrollment.node_id),
-        "status": enrollment.status,
-        "flower_node_id": enrollment.flower_node_id or None,
-        "detail": enrollment.detail[:500],
-    }
+    event_emit(project_id=run.project_id, type="run.status", payload=run_event_output(run))
 
 
 def enrollment_event_emit(*, enrollment_id: Any) -> None:
     enrollment = NodeEnrollment.objects.select_related("node").get(pk=enrollment_id)
-    event_emit(project_id=enrollment.node.project_id, type="node.enrollment", payload=enrollment_payload(enrollment))
+    event_emit(
+        project_id=enrollment.node.project_id, type="node.enrollment", payload=enrollment_event_output(enrollment)
+    )

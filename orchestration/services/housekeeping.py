@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from orchestration import selectors
-from orchestration.errors import InvalidInput
 
 
 def data_dirs_ensure() -> None:

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import Conflict, InvalidInput
 from orchestration import flower, selectors
-from orchestration.errors import Conflict, InvalidInput
 from orchestration.models import (
     FederatedRun,
     Project,

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services
-from orchestration.management.base import call
+from accounts.management.base import call
 
 
 class Command(BaseCommand):

@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orchestration import selectors, services
+from accounts import services as accounts_services
+from orchestration import selectors
 from orchestration.models import NodeSession
 
 
@@ -12,7 +13,7 @@ class Command(BaseCommand):
     help = "Show the supervisor, SuperLink, SuperNodes and the active run."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        project = services.project_ensure_default()
+        project = accounts_services.project_ensure_default()
         supervisor = selectors.supervisor_status()
         self.stdout.write(f"project     {project.slug} ({project.id})")
         self.stdout.write(
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         )
         superlink = selectors.session_live_superlink(project=project)
         self.stdout.write(f"superlink   {_session(superlink)}")
-        node = services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         supernodes = list(selectors.session_live_supernodes(node=node))
         self.stdout.write(f"supernodes  {len(supernodes)} live")
         for session in supernodes:

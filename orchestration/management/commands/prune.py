@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.management.base import call
 from orchestration import services
-from orchestration.management.base import call
 
 
 def _days(value: str) -> int:

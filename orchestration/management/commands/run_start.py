@@ -4,8 +4,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts import services as accounts_services
+from accounts.management.base import call
 from orchestration import services, waits
-from orchestration.management.base import call, follow_run
+from orchestration.management.base import follow_run
+from orchestration.states import RunStatus
 
 
 class Command(BaseCommand):
@@ -24,14 +27,14 @@ class Command(BaseCommand):
             extra += ["--run-config", pair]
         run = call(
             services.run_request_start,
-            project=services.project_ensure_default(),
+            project=accounts_services.project_ensure_default(),
             federation_name=options["federation_name"],
             stream=not options["no_stream"],
             extra_args=extra,
             label=options["label"],
         )
         run = call(waits.run_wait_spawned, run_id=run.id)
-        if run.pid is None and run.status == "starting":
+        if run.pid is None and run.status == RunStatus.STARTING:
             self.stdout.write(f"run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}")
         else:
             self.stdout.write(f"run {run.id} {run.status}: pid {run.pid}, log {run.log_path}")
@@ -41,5 +44,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"run {run.id} {run.status} (Flower run {run.flower_run_id or '-'}): {run.status_detail.splitlines()[0] if run.status_detail else ''}"
         )
-        if run.status != "completed":
+        if run.status != RunStatus.COMPLETED:
             raise CommandError(f"run {run.id} ended {run.status}")

@@ -4,8 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from accounts import services as accounts_services
+from accounts.management.base import call
 from orchestration import services, waits
-from orchestration.management.base import call
 
 
 class Command(BaseCommand):
@@ -15,6 +16,6 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=float, default=60.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        run = call(services.run_request_stop, project=services.project_ensure_default())
+        run = call(services.run_request_stop, project=accounts_services.project_ensure_default())
         run = waits.run_wait_ended(run_id=run.id, timeout=options["wait"])
         self.stdout.write(f"run {run.id} {run.status}")

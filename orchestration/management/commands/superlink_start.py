@@ -4,8 +4,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts import services as accounts_services
+from accounts.management.base import call
 from orchestration import services, waits
-from orchestration.management.base import add_extra_args, call
+from orchestration.management.base import add_extra_args
+from orchestration.states import SessionStatus
 
 
 class Command(BaseCommand):
@@ -18,7 +21,7 @@ class Command(BaseCommand):
         add_extra_args(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        node = services.coordinator_node_ensure()
+        node = accounts_services.coordinator_node_ensure()
         session = call(
             services.superlink_request_start,
             node=node,
@@ -28,6 +31,6 @@ class Command(BaseCommand):
             extra_args=options["extra_args"],
         )
         session = call(waits.session_wait_spawned, session_id=session.id)
-        if session.status != "running":
+        if session.status != SessionStatus.RUNNING:
             raise CommandError(f"SuperLink {session.status}: {session.status_detail}")
         self.stdout.write(f"SuperLink started: session {session.id}, pid {session.pid}, log {session.log_path}")

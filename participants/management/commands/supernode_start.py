@@ -4,9 +4,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from orchestration import services as orchestration_services
+from accounts import services as accounts_services
+from accounts.management.base import call
 from orchestration import waits
-from orchestration.management.base import add_extra_args, call
+from orchestration.management.base import add_extra_args
+from orchestration.states import SessionStatus
 from participants import services
 
 
@@ -23,7 +25,7 @@ class Command(BaseCommand):
         add_extra_args(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         session = call(
             services.supernode_request_start,
             node=node,
@@ -36,6 +38,6 @@ class Command(BaseCommand):
             extra_args=options["extra_args"],
         )
         session = call(waits.session_wait_spawned, session_id=session.id)
-        if session.status != "running":
+        if session.status != SessionStatus.RUNNING:
             raise CommandError(f"SuperNode {session.status}: {session.status_detail}")
         self.stdout.write(f"SuperNode started: session {session.id}, pid {session.pid}, log {session.log_path}")

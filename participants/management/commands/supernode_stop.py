@@ -4,9 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from orchestration import services as orchestration_services
+from accounts import services as accounts_services
+from accounts.management.base import call
 from orchestration import waits
-from orchestration.management.base import call
 from participants import services
 
 
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=float, default=60.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        node = orchestration_services.participant_node_ensure()
+        node = accounts_services.participant_node_ensure()
         sessions = call(services.supernode_request_stop, node=node, session_id=options["session_id"])
         for session in sessions:
             session = waits.session_wait_ended(session_id=session.id, timeout=options["wait"])

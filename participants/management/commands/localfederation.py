@@ -1,3 +1,9 @@
+"""`manage.py localfederation`: the whole federation on one machine (README's first command).
+
+It lives in participants, the top of the app graph, because it drives both sides: the
+coordinator's SuperLink and run (orchestration) and the sites' SuperNodes (participants).
+"""
+
 from __future__ import annotations
 
 import signal
@@ -13,8 +19,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts import services as accounts_services
+from accounts.management.base import call
 from orchestration import selectors, services, waits
-from orchestration.management.base import call, follow_run
+from orchestration.management.base import follow_run
+from orchestration.states import RunStatus
 from participants import services as participant_services
 
 
@@ -58,13 +67,13 @@ class Command(BaseCommand):
                 "  (sign in first: `python manage.py createsuperuser` for the admin, "
                 "`python manage.py api_token create --user <name> --name me` for the API)"
             )
-            project = services.project_ensure_default()
+            project = accounts_services.project_ensure_default()
             superlink = selectors.session_live_superlink(project=project)
             if superlink is None:
-                superlink = call(services.superlink_request_start, node=services.coordinator_node_ensure())
+                superlink = call(services.superlink_request_start, node=accounts_services.coordinator_node_ensure())
                 superlink = call(waits.session_wait_spawned, session_id=superlink.id)
             self.stdout.write(f"SuperLink {superlink.status} (pid {superlink.pid}, log {superlink.log_path})")
-            node = services.participant_node_ensure()
+            node = accounts_services.participant_node_ensure()
             live = list(selectors.session_live_supernodes(node=node))
             if not live:
                 for partition in range(options["nodes"]):
@@ -110,7 +119,7 @@ class Command(BaseCommand):
                 f"model {(run.metrics or {}).get('artifact_path', '-')}"
             )
             self.stdout.write(f"logs: {settings.LOG_DIR}  |  run: {base}/api/coordinator/runs/{run.id}")
-            if run.status != "completed":
+            if run.status != RunStatus.COMPLETED:
                 raise CommandError(f"the run ended {run.status}: {run.status_detail}")
         finally:
             if not options["keep_running"]:
@@ -127,11 +136,11 @@ class Command(BaseCommand):
             )
 
     def _teardown(self, started: list[subprocess.Popen[bytes]]) -> None:
-        project = services.project_ensure_default()
+        project = accounts_services.project_ensure_default()
         try:
             if selectors.run_live(project=project):
                 services.run_request_stop(project=project)
-            node = services.participant_node_ensure()
+            node = accounts_services.participant_node_ensure()
             for session in selectors.session_live_supernodes(node=node):
                 services.session_request_stop(session=session)
             superlink = selectors.session_live_superlink(project=project)

@@ -7,7 +7,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from orchestration.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 def _first_field(detail: Any, prefix: str = "") -> tuple[str | None, str]:
