@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import factory
 from django.utils import timezone
@@ -77,3 +78,12 @@ class NodeEnrollmentFactory(factory.django.DjangoModelFactory):
     node = factory.SubFactory(NodeFactory)
     public_key = "ecdsa-sha2-nistp384 AAAA"
     status = "requested"
+
+
+def fake_server_certificates(root: Path, name: str = "server") -> Path:
+    """A directory holding the three files a TLS SuperLink needs (contents irrelevant to argv building)."""
+    directory = root / name
+    directory.mkdir(parents=True)
+    for file in ("ca.crt", "server.pem", "server.key"):
+        (directory / file).write_text(f"-- {file} --\n")
+    return directory

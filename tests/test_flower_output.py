@@ -1,0 +1,169 @@
+"""Reading what Flower prints: its run id, telemetry lines and `flwr ... --format json` answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestration import flower
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- output parsing
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Successfully started run 123", "123"),
+        ("\x1b[92mINFO\x1b[0m :   🎊 Successfully started run 8723456789012345678", "8723456789012345678"),
+        ('{"success": true, "run-id": 123}', "123"),
+        ('  {"success": true, "run-id": 42}  ', "42"),
+    ],
+)
+def test_parse_run_started_reads_plain_and_json_forms(line, expected):
+    assert flower.parse_run_started(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Starting run",
+        '{"success": false, "run-id": 123}',
+        '{"success": true, "run-id": null}',
+        '{"success": true, "run-id": 12',
+        "Successfully started run abc",
+        "",
+    ],
+)
+def test_parse_run_started_ignores_other_lines(line):
+    assert flower.parse_run_started(line) is None
+
+
+def test_parse_metrics_reads_a_versioned_telemetry_line():
+    payload = {"v": 1, "phase": "train", "round": 2, "aggregated": {"loss": 0.5}, "per_node": {"1": {"loss": 0.4}}}
+    line = "INFO :  " + flower.METRICS_PREFIX + json.dumps(payload)
+
+    assert flower.parse_metrics(line) == payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"v": 2, "phase": "train", "round": 1},
+        {"v": 1, "phase": "predict", "round": 1},
+        {"v": 1, "phase": "train", "round": "1"},
+        {"v": 1, "phase": "evaluate", "round": 1, "aggregated": [1]},
+        {"v": 1, "phase": "evaluate", "round": 1, "per_node": "x"},
+    ],
+)
+def test_parse_metrics_refuses_payloads_outside_the_contract(payload):
+    assert flower.parse_metrics(flower.METRICS_PREFIX + json.dumps(payload)) is None
+
+
+def test_parse_metrics_ignores_unrelated_and_broken_lines():
+    assert flower.parse_metrics("round 1 loss 0.5") is None
+    assert flower.parse_metrics(flower.METRICS_PREFIX + "{not json") is None
+    assert flower.parse_metrics(flower.METRICS_PREFIX + "[1, 2]") is None
+
+
+def test_parse_artifact_requires_a_string_path():
+    good = flower.ARTIFACT_PREFIX + json.dumps({"v": 1, "path": "/data/model.pt", "fedml_run_id": "x"})
+
+    assert flower.parse_artifact(good) == {"v": 1, "path": "/data/model.pt", "fedml_run_id": "x"}
+    assert flower.parse_artifact(flower.ARTIFACT_PREFIX + json.dumps({"v": 1, "path": 3})) is None
+    assert flower.parse_artifact(flower.ARTIFACT_PREFIX + json.dumps({"path": "/x"})) is None
+    assert flower.parse_artifact(flower.METRICS_PREFIX + json.dumps({"v": 1, "path": "/x"})) is None
+
+
+LS_SAMPLE = {
+    "success": True,
+    "runs": [
+        {
+            "run-id": 42,
+            "fab-id": "fedml/fedml-flower-app",
+            "fab-name": "fedml-flower-app",
+            "fab-version": "1.0.0",
+            "fab-hash": "abc123",
+            "status": "finished:completed",
+            "status-details": "N/A",
+            "elapsed": "00:00:12",
+            "pending-at": "2025-01-01 10:00:00Z",
+            "starting-at": "2025-01-01 10:00:01Z",
+            "running-at": "2025-01-01 10:00:02Z",
+            "finished-at": "2025-01-01 10:00:14Z",
+        }
+    ],
+}
+
+
+# `flwr ls --format json` prints through rich's print_json: indented over many lines.
+LS_TEXT = json.dumps(LS_SAMPLE, indent=2)
+
+
+@pytest.mark.parametrize("stdout", [LS_TEXT, json.dumps(LS_SAMPLE)])
+def test_parse_ls_json_reads_status_sub_status_and_details(stdout):
+    result = flower.parse_ls_json(stdout, flower_run_id="42")
+
+    assert result == flower.FlowerRunStatus(status="finished", sub_status="completed", details="N/A")
+    assert result.finished
+
+
+def test_parse_ls_json_skips_plain_lines_before_the_json():
+    stdout = "Loading project configuration...\nSuccess\n" + LS_TEXT + "\n"
+
+    result = flower.parse_ls_json(stdout, flower_run_id="42")
+
+    assert result is not None
+    assert (result.status, result.sub_status) == ("finished", "completed")
+
+
+def test_parse_ls_json_skips_a_preceding_log_line_that_contains_braces():
+    # The supervisor captures stderr with stdout: a warning mentioning a dict comes first.
+    stdout = "WARNING :   Unknown keys in config: {'foo'}\n" + LS_TEXT
+
+    result = flower.parse_ls_json(stdout, flower_run_id="42")
+
+    assert result is not None
+    assert result.sub_status == "completed"
+
+
+def test_parse_ls_json_skips_a_trailing_line_after_the_json():
+    # stderr arrives interleaved with stdout in the captured lines.
+    stdout = LS_TEXT + "\nWARNING :   connection closed\n"
+
+    result = flower.parse_ls_json(stdout, flower_run_id="42")
+
+    assert result is not None
+    assert result.sub_status == "completed"
+
+
+def test_parse_ls_json_running_run_is_not_finished():
+    sample = {"success": True, "runs": [{**LS_SAMPLE["runs"][0], "status": "running", "status-details": ""}]}
+
+    result = flower.parse_ls_json(json.dumps(sample, indent=2), flower_run_id="42")
+
+    assert result == flower.FlowerRunStatus(status="running", sub_status="", details="")
+    assert not result.finished
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        "",
+        "no json here",
+        '{"success": false, "error-message": "no such run"}',
+        '{"success": true, "runs": [',
+        json.dumps({"success": True, "runs": [{**LS_SAMPLE["runs"][0], "run-id": 43}]}),
+    ],
+)
+def test_parse_ls_json_returns_none_when_flower_said_nothing_usable(stdout):
+    assert flower.parse_ls_json(stdout, flower_run_id="42") is None
+
+
+def test_strip_ansi_removes_colour_codes_osc_sequences_and_carriage_returns():
+    text = "\x1b[92mINFO\x1b[0m : \x1b[1;31mround\x1b[22m 1\r\x1b]0;title\x07 done\x1b[2K"
+
+    assert flower.strip_ansi(text) == "INFO : round 1 done"
+    assert flower.strip_ansi("plain [brackets] stay") == "plain [brackets] stay"
