@@ -12,7 +12,8 @@ from django.urls import URLPattern, path
 from core.errors import ApplicationError
 from orchestration import admin_controls, services
 from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric, SupervisorHeartbeat
-from orchestration.states import RunStatus
+from orchestration.runtime_config import superlink_config, supernode_config
+from orchestration.states import RunStatus, SessionKind
 
 SESSION_STATUS_FIELDS = (
     "kind",
@@ -70,7 +71,8 @@ class NodeSessionAdmin(admin.ModelAdmin):
     @admin.display(description="transport")
     def transport(self, obj: NodeSession) -> str:
         # Insecure mode is for local development only: say so wherever a session is listed.
-        return "INSECURE (no TLS)" if obj.runtime_config.get("insecure", True) else "TLS"
+        config = superlink_config(obj) if obj.kind == SessionKind.SUPERLINK else supernode_config(obj)
+        return "INSECURE (no TLS)" if config.insecure else "TLS"
 
     @admin.action(description="Stop selected sessions")
     def stop_sessions(self, request: HttpRequest, queryset: QuerySet[NodeSession]) -> None:

@@ -16,6 +16,7 @@ from core.fields import ExtraArgs, StrictBoolean, StrictChar, StrictSerializer, 
 from core.openapi import documented
 from orchestration import selectors, services, waits
 from orchestration.models import EnrollmentStatus, RunStatus, SessionStatus
+from orchestration.runtime_config import superlink_config
 from orchestration.serializers import (
     enrollment_output,
     iso,
@@ -50,7 +51,7 @@ class CoordinatorHealthApi(AuditedApiView):
                 "superlink_started_at": iso(superlink.started_at) if superlink else None,
                 "superlink_pid": superlink.pid if superlink else None,
                 "superlink_session_id": str(superlink.id) if superlink else None,
-                "superlink_insecure": superlink.runtime_config.get("insecure") if superlink else None,
+                "superlink_insecure": superlink_config(superlink).insecure if superlink else None,
                 "run_active": run is not None,
                 "run_info": None if run is None else run_info_output(run),
                 "default_project_id": str(project.id),

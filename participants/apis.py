@@ -15,6 +15,7 @@ from orchestration import selectors as orchestration_selectors
 from orchestration import services as orchestration_services
 from orchestration import waits
 from orchestration.models import SessionStatus
+from orchestration.runtime_config import supernode_config
 from orchestration.serializers import iso, session_output
 from participants import keys, selectors, services
 
@@ -76,7 +77,7 @@ class SupernodeStartApi(AuditedApiView):
                 "pid": session.pid,
                 "log_path": session.log_path or None,
                 "session_id": str(session.id),
-                "clientappio_api_address": f"{session.runtime_config['host']}:{session.runtime_config['port']}",
+                "clientappio_api_address": supernode_config(session).clientappio_api_address,
                 "detail": session.status_detail or None,
             },
             status=201 if ok else 502,

@@ -10,6 +10,7 @@ from django.db import transaction
 from core.errors import Conflict, InvalidInput
 from orchestration import flower, procs, selectors
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
+from orchestration.runtime_config import SupernodeConfig
 from orchestration.services import invalid_input, session_event_emit, session_request_stop, supervisor_require_alive
 from participants import keys
 
@@ -68,16 +69,17 @@ def supernode_request_start(
     # With TLS, a node that has a SuperNode key authenticates with it (Flower's SuperNode auth
     # needs TLS; the key is harmless where the SuperLink does not ask for it).
     auth_key = keys.private_key_path(node) if not insecure else None
-    runtime_config = {
-        "auth_private_key": str(auth_key) if auth_key else None,
-        "superlink_address": f"{sl_host}:{sl_port}",
-        "host": host,
-        "port": port,
-        "node_config": {"partition-id": partition_id, "num-partitions": num_partitions},
-        "insecure": insecure,
-        "root_certificates": str(root_cert) if root_cert else None,
-        "extra_args": args,
-    }
+    runtime_config = SupernodeConfig(
+        auth_private_key=str(auth_key) if auth_key else None,
+        superlink_address=f"{sl_host}:{sl_port}",
+        host=host,
+        port=port,
+        partition_id=partition_id,
+        num_partitions=num_partitions,
+        insecure=insecure,
+        root_certificates=str(root_cert) if root_cert else None,
+        extra_args=args,
+    ).to_json()
     session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
     session_event_emit(session_id=session.pk)
     return session

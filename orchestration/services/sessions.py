@@ -17,6 +17,7 @@ from orchestration.models import (
     SessionKind,
     SessionStatus,
 )
+from orchestration.runtime_config import ServerCertificatePaths, SuperlinkConfig
 from orchestration.services.common import invalid_input, supervisor_require_alive
 from orchestration.services.events import event_emit, session_event_emit
 from orchestration.services.transitions import session_transition
@@ -61,15 +62,20 @@ def superlink_request_start(
             f"a SuperLink is already {existing.status} (session {existing.id})", extra={"session_id": str(existing.id)}
         )
     _check_port_free(host=host, port=port, field="listen_address")
-    runtime_config: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "address": f"{host}:{port}",
-        "insecure": insecure,
-        "certificates": None if certificates is None else {k: str(v) for k, v in certificates.__dict__.items()},
-        "extra_args": args,
-        "database": str(settings.DATA_DIR / "superlink" / "state.db"),
-    }
+    runtime_config = SuperlinkConfig(
+        host=host,
+        port=port,
+        insecure=insecure,
+        certificates=None
+        if certificates is None
+        else ServerCertificatePaths(
+            ca_cert=str(certificates.ca_cert),
+            server_cert=str(certificates.server_cert),
+            server_key=str(certificates.server_key),
+        ),
+        extra_args=args,
+        database=str(settings.DATA_DIR / "superlink" / "state.db"),
+    ).to_json()
     try:
         with transaction.atomic():
             session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERLINK, runtime_config=runtime_config)

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from accounts import services as accounts_services
 from orchestration import selectors
 from orchestration.models import NodeSession
+from orchestration.runtime_config import supernode_config
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         supernodes = list(selectors.session_live_supernodes(node=node))
         self.stdout.write(f"supernodes  {len(supernodes)} live")
         for session in supernodes:
-            self.stdout.write(f"  - {_session(session)} partition {session.runtime_config.get('node_config', {})}")
+            self.stdout.write(f"  - {_session(session)} partition {supernode_config(session).node_config}")
         run = selectors.run_live(project=project) or selectors.run_latest(project=project)
         if run is None:
             self.stdout.write("run         none")
