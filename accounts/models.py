@@ -1,4 +1,8 @@
-"""Projects, the nodes that take part in them, and the people behind them: who may see what. Django-side only (not part of db/schema.sql, which mirrors Supabase)."""
+"""Projects, the nodes that take part in them, and the people behind them: who may see what.
+
+`projects` and `nodes` are part of db/schema.sql (the Supabase schema); memberships, tokens,
+identities and the audit log are Django-side only.
+"""
 
 from __future__ import annotations
 
