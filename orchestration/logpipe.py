@@ -1,6 +1,9 @@
 """The log pipeline: lines from children are saved in batches (file and database) before
 anything else sees them. Sequence numbers are gap-free per session or run; this writer is
 the only one assigning them for the owners its supervisor claimed.
+
+Django-free: the database comes in as callables (the supervisor passes
+`services.log_lines_append` and `selectors.log_last_seq`), so this module is a leaf.
 """
 
 from __future__ import annotations
@@ -14,22 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-from django.conf import settings
-from django.db import close_old_connections, connection
-
-from orchestration import selectors, services
+from typing import Any, Literal, Protocol, TextIO
 
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
 BATCH_WAIT = 0.05
+APPEND_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
 class Owner:
-    kind: str  # "session" | "run"
+    """Whose log a line belongs to: a node session or a run."""
+
+    kind: Literal["session", "run"]
     id: Any
 
     @property
@@ -53,19 +54,45 @@ class Marker:
     callback: Callable[[], None]
 
 
+class AppendBatch(Protocol):
+    """Saves one owner's batch in one transaction (`services.log_lines_append`).
+
+    `lines` are `Line`s: they carry the stream, source, ts and text that function reads.
+    """
+
+    def __call__(self, *, session_id: Any, run_id: Any, first_seq: int, lines: list[Line], tail: str) -> None: ...
+
+
+class LastSeq(Protocol):
+    """The highest sequence number already saved for an owner (`selectors.log_last_seq`)."""
+
+    def __call__(self, *, session_id: Any = None, run_id: Any = None) -> int: ...
+
+
+LineHook = Callable[[Owner, list[Line]], None]
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ids(owner: Owner) -> dict[str, Any]:
+    return (
+        {"session_id": owner.id, "run_id": None}
+        if owner.kind == "session"
+        else {"session_id": None, "run_id": owner.id}
+    )
+
+
 class _Sink:
-    def __init__(self, owner: Owner, path: Path | None) -> None:
+    def __init__(self, owner: Owner, path: Path | None, *, first_seq: int, tail_lines: int) -> None:
         self.owner = owner
-        self.path = path
         self.file: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the child's life
-        if owner.kind == "session":
-            self.seq = selectors.log_last_seq(session_id=owner.id)
-        else:
-            self.seq = selectors.log_last_seq(run_id=owner.id)
-        self.tail: deque[str] = deque(maxlen=settings.LOG_TAIL_LINES)
+        self.seq = first_seq
+        self.tail: deque[str] = deque(maxlen=tail_lines)
 
     def close(self) -> None:
         if self.file is not None:
@@ -73,23 +100,49 @@ class _Sink:
             self.file = None
 
 
-LineHook = Callable[[Owner, list[Line]], None]
-
-
 class LogWriter(threading.Thread):
-    def __init__(self, on_saved: LineHook | None = None) -> None:
+    """One thread that saves every child's lines in batches (up to BATCH_MAX lines or BATCH_WAIT).
+
+    `before_batch` runs before each batch and `release` after a failed append and when the
+    thread ends: the supervisor passes Django's connection housekeeping, which this leaf must
+    not know.
+    """
+
+    def __init__(
+        self,
+        *,
+        append: AppendBatch,
+        last_seq: LastSeq,
+        tail_lines: int,
+        on_saved: LineHook | None = None,
+        before_batch: Callable[[], None] = _nothing,
+        release: Callable[[], None] = _nothing,
+    ) -> None:
         super().__init__(name="log-writer", daemon=True)
         self.queue: queue.SimpleQueue[Line | Marker | None] = queue.SimpleQueue()
+        # Opened from the supervisor's threads, used by this one: guarded by `_lock`. A sink's
+        # seq and file are this thread's alone; its tail is read under the lock.
         self._sinks: dict[str, _Sink] = {}
         self._lock = threading.Lock()
+        self._append = append
+        self._last_seq = last_seq
+        self._tail_lines = tail_lines
         self._on_saved = on_saved
-        self.lines_written = 0
+        self._before_batch = before_batch
+        self._release = release
+        self.lines_written = 0  # this thread's counter; read by tests and benchmarks
 
     # -- called from other threads
     def open(self, owner: Owner, path: Path | None) -> None:
+        """Start taking `owner`'s lines (and appending them to `path`); a no-op if already open."""
+        with self._lock:
+            if owner.key in self._sinks:
+                return
+        # Read outside the lock, so a slow query never holds up the writer; the first open wins.
+        first = self._last_seq(**_ids(owner))
         with self._lock:
             if owner.key not in self._sinks:
-                self._sinks[owner.key] = _Sink(owner, path)
+                self._sinks[owner.key] = _Sink(owner, path, first_seq=first, tail_lines=self._tail_lines)
 
     def put(self, line: Line) -> None:
         self.queue.put(line)
@@ -155,7 +208,7 @@ class LogWriter(threading.Thread):
             with self._lock:
                 for sink in self._sinks.values():
                     sink.close()
-            connection.close()
+            self._release()
 
     def _call(self, callback: Callable[[], None]) -> None:
         try:
@@ -166,7 +219,7 @@ class LogWriter(threading.Thread):
     def _save(self, batch: list[Line]) -> None:
         if not batch:
             return
-        close_old_connections()
+        self._before_batch()
         by_owner: dict[str, list[Line]] = {}
         for line in batch:
             by_owner.setdefault(line.owner.key, []).append(line)
@@ -176,29 +229,29 @@ class LogWriter(threading.Thread):
             if sink is None:
                 logger.error("dropping %d lines for unknown owner %s", len(lines), key)
                 continue
-            first = sink.seq + 1
             if sink.file is not None:
                 sink.file.write("".join(f"{line.text}\n" for line in lines))
                 sink.file.flush()
-            sink.tail.extend(line.text for line in lines)
-            owner = sink.owner
-            new_lines = [services.NewLogLine(stream=x.stream, source=x.source, ts=x.ts, text=x.text) for x in lines]
-            for attempt in range(5):
-                try:
-                    services.log_lines_append(
-                        session_id=owner.id if owner.kind == "session" else None,
-                        run_id=owner.id if owner.kind == "run" else None,
-                        first_seq=first,
-                        lines=new_lines,
-                        tail="\n".join(sink.tail),
-                    )
-                    break
-                except Exception:
-                    if attempt == 4:
-                        raise
-                    logger.exception("saving log lines failed; retrying")
-                    connection.close()
+            with self._lock:
+                sink.tail.extend(line.text for line in lines)
+                tail = "\n".join(sink.tail)
+            self._append_with_retry(sink.owner, first_seq=sink.seq + 1, lines=lines, tail=tail)
             sink.seq += len(lines)
             self.lines_written += len(lines)
-            if self._on_saved is not None:
-                self._call(lambda owner=owner, lines=lines: self._on_saved(owner, lines))
+            self._call_on_saved(sink.owner, lines)
+
+    def _call_on_saved(self, owner: Owner, lines: list[Line]) -> None:
+        hook = self._on_saved
+        if hook is not None:
+            self._call(lambda: hook(owner, lines))
+
+    def _append_with_retry(self, owner: Owner, *, first_seq: int, lines: list[Line], tail: str) -> None:
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                self._append(**_ids(owner), first_seq=first_seq, lines=lines, tail=tail)
+                return
+            except Exception:
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+                logger.exception("saving log lines failed; retrying")
+                self._release()

@@ -1,6 +1,6 @@
 """Child processes of the supervisor: spawn in a new process group, read pipes, signal groups.
 
-Kept free of Django so that it can be tested with a fake child alone.
+Django-free (a leaf that receives callables), so it can be tested with a fake child alone.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import contextlib
 import ctypes
 import errno
 import os
-import selectors
+import select
 import signal
 import socket
 import subprocess
@@ -19,19 +19,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from orchestration.flower import strip_ansi
 
 MAX_LINE = 64 * 1024  # a longer line is split; a child printing without newlines can't grow memory
 
+ContextT = TypeVar("ContextT")
+
 
 @dataclass
-class Child:
+class Child(Generic[ContextT]):
+    """A started process. `context` is whatever the spawner needs to know about it (typed by it).
+
+    `exited` is set when it has been reaped, `io_done` when both its pipes reached EOF.
+    """
+
     pid: int
     argv: list[str]
     popen: subprocess.Popen[bytes]
     label: str
+    context: ContextT
     started_mono: float = field(default_factory=time.monotonic)
     exit_code: int | None = None
     exit_signal: int | None = None
@@ -39,7 +47,6 @@ class Child:
     io_done: threading.Event = field(default_factory=threading.Event)
     term_sent_at: float | None = None
     kill_sent_at: float | None = None
-    context: dict[str, Any] = field(default_factory=dict)
     stdout_fd: int = -1
     stderr_fd: int = -1
 
@@ -57,7 +64,7 @@ class Child:
         return f"exited with code {self.exit_code}"
 
 
-LineCallback = Callable[[Child, str, datetime, str], None]
+LineCallback = Callable[[Child[Any], str, datetime, str], None]
 
 
 def set_child_subreaper() -> bool:
@@ -108,14 +115,6 @@ def signal_group(pgid: int, sig: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return False
-
-
-def group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
         return False
 
 
@@ -178,20 +177,23 @@ def descendants(pid: int) -> list[int]:
 class PipeReader(threading.Thread):
     """One thread reads every child's stdout and stderr and hands out whole lines in arrival order."""
 
-    def __init__(self, on_line: LineCallback, on_eof: Callable[[Child], None]) -> None:
+    def __init__(self, on_line: LineCallback, on_eof: Callable[[Child[Any]], None] | None = None) -> None:
         super().__init__(name="pipe-reader", daemon=True)
-        self._sel = selectors.DefaultSelector()
+        self._poll = select.poll()
         self._on_line = on_line
         self._on_eof = on_eof
+        # Pipes handed over by other threads wait in `_pending` (guarded by `_lock`); everything
+        # else below is this thread's alone.
         self._lock = threading.Lock()
-        self._pending: list[tuple[Child, int, str]] = []
+        self._pending: list[tuple[Child[Any], int, str]] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._poll.register(self._wake_r, select.POLLIN)
+        self._streams: dict[int, tuple[Child[Any], str]] = {}  # fd -> (child, "stdout" | "stderr")
         self._open: dict[int, int] = {}  # pid -> open pipes
-        self._stopping = False
+        self._stopping = False  # set once by stop(); a plain flag read by this thread
 
-    def add(self, child: Child) -> None:
+    def add(self, child: Child[Any]) -> None:
         with self._lock:
             self._pending.append((child, child.stdout_fd, "stdout"))
             self._pending.append((child, child.stderr_fd, "stderr"))
@@ -207,19 +209,19 @@ class PipeReader(threading.Thread):
             with self._lock:
                 for child, fd, stream in self._pending:
                     os.set_blocking(fd, False)
-                    self._sel.register(fd, selectors.EVENT_READ, (child, stream))
+                    self._poll.register(fd, select.POLLIN)
+                    self._streams[fd] = (child, stream)
                     self._open[child.pid] = self._open.get(child.pid, 0) + 1
                     buffers[fd] = b""
                 self._pending.clear()
             if self._stopping and not self._open:
                 return
-            for key, _ in self._sel.select(timeout=0.5):
-                if key.data is None:
+            for fd, _events in self._poll.poll(500):
+                if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
                     continue
-                child, stream = key.data
-                fd = key.fd
+                child, stream = self._streams[fd]
                 try:
                     chunk = os.read(fd, 65536)
                 except BlockingIOError:
@@ -239,17 +241,19 @@ class PipeReader(threading.Thread):
                     for raw in lines:
                         self._on_line(child, stream, now, strip_ansi(raw.decode("utf-8", "replace")))
                     continue
-                # EOF: flush a last line without newline, close, and tell when both pipes are done.
+                # EOF (or hang-up): flush a last line without newline, close, and tell when both pipes are done.
                 if buffers.get(fd):
                     self._on_line(child, stream, now, strip_ansi(buffers[fd].decode("utf-8", "replace")))
                 buffers.pop(fd, None)
-                self._sel.unregister(fd)
+                self._poll.unregister(fd)
+                del self._streams[fd]
                 os.close(fd)
                 self._open[child.pid] -= 1
                 if self._open[child.pid] == 0:
                     del self._open[child.pid]
                     child.io_done.set()
-                    self._on_eof(child)
+                    if self._on_eof is not None:
+                        self._on_eof(child)
 
 
 def spawn(
@@ -258,8 +262,8 @@ def spawn(
     env: dict[str, str],
     cwd: Path,
     label: str,
-    context: dict[str, Any] | None = None,
-) -> Child:
+    context: ContextT,
+) -> Child[ContextT]:
     """Start a child in its own session/process group, argv only, no shell, no stdin."""
     popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,
@@ -283,7 +287,7 @@ def spawn(
         argv=argv,
         popen=popen,
         label=label,
-        context=dict(context or {}),
+        context=context,
         stdout_fd=stdout_fd,
         stderr_fd=stderr_fd,
     )
@@ -320,9 +324,9 @@ def flower_orphans(*, parent: int, known: set[int]) -> list[int]:
     return found
 
 
-def reap_all(children: dict[int, Child]) -> list[Child]:
-    """Reap every exited child (ours and adopted orphans) without blocking."""
-    ended: list[Child] = []
+def reap_all(children: dict[int, Child[ContextT]]) -> list[Child[ContextT]]:
+    """Reap every exited child (ours and adopted orphans) without blocking; mark ours `exited`."""
+    ended: list[Child[ContextT]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -336,6 +340,7 @@ def reap_all(children: dict[int, Child]) -> list[Child]:
         child.exit_code, child.exit_signal = decode_wait_status(status)
         # Keep Popen from waiting on a pid that no longer exists.
         child.popen.returncode = child.exit_code if child.exit_signal is None else -child.exit_signal
+        child.exited.set()
         ended.append(child)
     return ended
 

@@ -306,14 +306,14 @@ def supervisor_in_thread(transactional_db: None, settings: Any, tmp_path: Path) 
     import threading
 
     from orchestration import selectors
-    from orchestration.supervisor import Supervisor
+    from orchestration.supervisor import FlowerLauncher, Supervisor
 
     settings.DATA_DIR = tmp_path / "var"
     settings.LOG_DIR = tmp_path / "logs"
     settings.FLWR_HOME_ROOT = tmp_path / "var" / "flwr_home"
     settings.ARTIFACTS_DIR = tmp_path / "var" / "artifacts"
     settings.CERTIFICATES_DIR = tmp_path / "var" / "certificates"
-    sup = Supervisor()
+    sup = Supervisor(launcher=FlowerLauncher())
     stop = threading.Event()
 
     def serve() -> None:

@@ -11,11 +11,11 @@ from orchestration.models import (
 )
 
 
-def enrollments_pending(*, project_ids: list[Any]) -> list[NodeEnrollment]:
+def enrollments_pending(*, project_slugs: tuple[str, ...]) -> list[NodeEnrollment]:
     return list(
         NodeEnrollment.objects.select_related("node")
         .filter(
-            node__project_id__in=project_ids,
+            node__project__slug__in=project_slugs,
             supervisor_id__isnull=True,
             status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED),
         )

@@ -52,10 +52,11 @@ def ports_in_use(*, host: str) -> set[int]:
     return ports
 
 
-def sessions_to_claim(*, node_ids: list[Any]) -> list[NodeSession]:
+def sessions_to_claim(*, node_external_ids: tuple[str, ...]) -> list[NodeSession]:
     return list(
         NodeSession.objects.select_related("node")
-        .filter(node_id__in=node_ids, status=SessionStatus.REQUESTED)
+        .requested()
+        .filter(node__external_id__in=node_external_ids)
         .order_by("created_at")
     )
 
@@ -70,12 +71,10 @@ def sessions_stop_requested(*, supervisor_id: Any) -> list[NodeSession]:
     )
 
 
-def orphaned_sessions(*, node_ids: list[Any]) -> list[NodeSession]:
+def orphaned_sessions(*, node_external_ids: tuple[str, ...]) -> list[NodeSession]:
     """Live rows claimed by a supervisor that no longer beats."""
     alive = set(supervisors_alive().values_list("id", flat=True))
-    rows = NodeSession.objects.filter(
-        node_id__in=node_ids, status__in=(SessionStatus.STARTING, SessionStatus.RUNNING, SessionStatus.STOPPING)
-    )
+    rows = NodeSession.objects.claimed().filter(node__external_id__in=node_external_ids)
     return [row for row in rows if row.supervisor_id not in alive]
 
 

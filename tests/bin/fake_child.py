@@ -1,29 +1,49 @@
 """A fake child process for supervisor tests: prints N numbered lines, then exits with code K.
 
-usage: fake_child.py LINES EXIT_CODE [--stderr-every M] [--sleep S] [--hang] [--ansi] [--ignore-term]
+usage: fake_child.py LINES EXIT_CODE [--say TEXT]... [--stderr-every M] [--sleep S] [--hang]
+                     [--ansi] [--ignore-term] [--no-final-newline] [--exit-on-usr1] [--send-usr1 PID]
+
+`--say` prints a given line first (a Flower answer, a telemetry line). `--exit-on-usr1` and
+`--send-usr1` stand in for `flwr run --stream` exiting by itself once `flwr stop` stopped the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
+from types import FrameType
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("lines", type=int)
     parser.add_argument("exit_code", type=int)
+    parser.add_argument("--say", action="append", default=[], help="print this line before the numbered ones")
     parser.add_argument("--stderr-every", type=int, default=0)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--hang", action="store_true", help="after printing, wait to be signalled")
     parser.add_argument("--ansi", action="store_true")
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--no-final-newline", action="store_true")
+    parser.add_argument("--exit-on-usr1", action="store_true", help="SIGUSR1 makes it exit with EXIT_CODE")
+    parser.add_argument("--send-usr1", type=int, default=0, help="send SIGUSR1 to this pid first")
     args = parser.parse_args()
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.exit_on_usr1:
+
+        def _exit(_signum: int, _frame: FrameType | None) -> None:
+            print("stopped: exiting", flush=True)
+            sys.exit(args.exit_code)
+
+        signal.signal(signal.SIGUSR1, _exit)
+    if args.send_usr1:
+        os.kill(args.send_usr1, signal.SIGUSR1)
+    for text in args.say:
+        print(text, flush=True)
     for i in range(1, args.lines + 1):
         text = f"line {i}"
         if args.ansi:

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from orchestration import services
-from orchestration.supervisor import Supervisor
+from orchestration.supervisor import FlowerLauncher, Supervisor
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        supervisor = Supervisor()
+        supervisor = Supervisor(launcher=FlowerLauncher())
         self.stdout.write(
             f"supervisor {supervisor.id} running (pid-reaper: {'on' if supervisor.subreaper else 'off'}); Ctrl-C stops it and its processes"
         )

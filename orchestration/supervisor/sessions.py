@@ -1,0 +1,166 @@
+"""Session lifecycle: claim requested SuperLinks and SuperNodes, spawn them, stop them on
+request, and record how each process ended."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+
+from orchestration import procs, selectors, services
+from orchestration.logpipe import Owner
+from orchestration.models import NodeSession
+from orchestration.runtime_config import supernode_config
+from orchestration.states import SessionKind
+from orchestration.supervisor.children import ChildTable
+from orchestration.supervisor.common import (
+    SUPERLINK_STOP_WAIT_FOR_RUN,
+    Child,
+    ChildContext,
+    ChildRole,
+    ExitReport,
+    Inbox,
+    rotate_log,
+)
+from orchestration.supervisor.scope import Scope
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_REASON = "supervisor shut down"
+
+
+class SessionWorker:
+    def __init__(self, *, supervisor_id: Any, scope: Scope, table: ChildTable, wake: threading.Event) -> None:
+        self.supervisor_id = supervisor_id
+        self.scope = scope
+        self.table = table
+        self.exits: Inbox[ExitReport] = Inbox(wake)  # filled by the log writer's thread
+        self.accepting = True  # no new claims once the supervisor shuts down
+        # Loop thread only.
+        self._children: dict[str, Child] = {}  # session id -> its process, until the row says how it ended
+        self._superlink_stop_deadline: dict[str, float] = {}  # SuperLinks waiting for their run to stop
+
+    def step(self) -> bool:
+        did = self._record_exits()
+        if self.accepting:
+            did |= self.claim_and_spawn()
+        did |= self._handle_stop_requests()
+        return did
+
+    def busy(self) -> bool:
+        return bool(self._children)
+
+    def begin_shutdown(self) -> None:
+        """Ask every session this supervisor runs to stop, saying why."""
+        self.accepting = False
+        for session_id in list(self._children):
+            session = selectors.session_get(session_id=session_id)
+            if session is not None and session.is_live:
+                services.session_request_stop(session=session, reason=SHUTDOWN_REASON)
+
+    # ---------------------------------------------------------------- start
+    def claim_and_spawn(self) -> bool:
+        did = False
+        for requested in selectors.sessions_to_claim(node_external_ids=self.scope.node_external_ids):
+            if services.session_claim(session_id=requested.pk, supervisor_id=self.supervisor_id):
+                session = selectors.session_get(session_id=requested.pk)
+                if session is not None:
+                    self._spawn(session)
+                did = True
+        return did
+
+    def _spawn(self, session: NodeSession) -> None:
+        owner = Owner("session", session.pk)
+        try:
+            command = self.table.launcher.session_command(session)
+            if session.kind == SessionKind.SUPERLINK:
+                log_path = settings.LOG_DIR / "superlink.log"
+                rotate_log(log_path)
+                source = "superlink"
+            else:
+                partition = supernode_config(session).partition_id
+                log_path = settings.LOG_DIR / f"supernode-p{partition}-{str(session.pk)[:8]}.log"
+                source = f"supernode:{str(session.pk)[:8]}"
+            context = ChildContext(
+                role=ChildRole.SESSION, subject_id=str(session.pk), source=source, owner=owner, on_exit=self.exits.put
+            )
+            child = self.table.spawn(command, label=f"{session.kind} {session.pk}", context=context, log_path=log_path)
+        except (OSError, KeyError, ValueError) as exc:
+            # Our infrastructure failed, not the user's app: say so.
+            logger.exception("could not spawn session %s", session.pk)
+            self.table.writer.close_owner(owner)
+            services.session_mark_failed_to_start(
+                session_id=session.pk, detail=f"FedML could not start the process: {exc}"
+            )
+            return
+        self._children[str(session.pk)] = child
+        services.session_mark_running(
+            session_id=session.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid)
+        )
+
+    # ---------------------------------------------------------------- end
+    def _record_exits(self) -> bool:
+        reports = self.exits.drain()
+        for report in reports:
+            try:
+                self._record_exit(report)
+            except Exception:
+                logger.exception("could not record the end of session %s", report.child.context.subject_id)
+        return bool(reports)
+
+    def _record_exit(self, report: ExitReport) -> None:
+        child = report.child
+        session_id = child.context.subject_id
+        self._children.pop(session_id, None)
+        self._superlink_stop_deadline.pop(session_id, None)
+        session = selectors.session_get(session_id=session_id)
+        if session is None:
+            return
+        stop_requested = session.stop_requested_at is not None
+        detail = session.status_detail
+        if not stop_requested and child.exit_code != 0:
+            tail = "\n".join(report.tail)
+            detail = f"{child.describe_exit()}. Last lines:\n{tail}"
+        services.session_mark_ended(
+            session_id=session_id,
+            exit_code=child.exit_code,
+            signal=child.exit_signal,
+            stop_requested=stop_requested,
+            detail=detail or child.describe_exit(),
+        )
+
+    # ---------------------------------------------------------------- stop
+    def _handle_stop_requests(self) -> bool:
+        did = False
+        requested = selectors.sessions_stop_requested(supervisor_id=self.supervisor_id)
+        # SuperNodes before SuperLinks: a shutdown signals them in that order within a pass.
+        for session in sorted(requested, key=lambda s: s.kind == SessionKind.SUPERLINK):
+            did |= self._stop(session)
+        return did
+
+    def _stop(self, session: NodeSession) -> bool:
+        key = str(session.pk)
+        if session.kind == SessionKind.SUPERLINK:
+            # SIGTERM to a SuperLink with a run's log stream open takes about a minute:
+            # stop the run first, then the SuperLink.
+            live_run = selectors.run_live_on_superlink(superlink=session)
+            if live_run is not None:
+                deadline = self._superlink_stop_deadline.setdefault(key, time.monotonic() + SUPERLINK_STOP_WAIT_FOR_RUN)
+                if live_run.stop_requested_at is None:
+                    services.run_request_stop_by_id(run_id=live_run.pk)
+                if time.monotonic() < deadline:
+                    return False
+        if not services.session_mark_stopping(session_id=session.pk):
+            return False
+        child = self._children.get(key)
+        if child is None:
+            services.session_mark_ended(
+                session_id=session.pk, exit_code=None, signal=None, stop_requested=True, detail="no process"
+            )
+        elif child.alive:
+            self.table.terminate(child)
+        # else it exited already: its exit report, on its way, records how it ended.
+        return True
