@@ -83,7 +83,7 @@ def append_lines(
         run_id=run.pk if run is not None else None,
         first_seq=first,
         lines=[
-            services.NewLogLine(stream="stdout", source="test", ts=datetime.now(UTC), text=text.format(first + i))
+            services.LogLineIn(stream="stdout", source="test", ts=datetime.now(UTC), text=text.format(first + i))
             for i in range(count)
         ],
         tail="",

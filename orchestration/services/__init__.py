@@ -35,6 +35,7 @@ from orchestration.services.housekeeping import (
     history_prune,
 )
 from orchestration.services.logs import (
+    LogLineIn,
     NewLogLine,
     log_lines_append,
 )
@@ -80,6 +81,7 @@ from orchestration.services.transitions import (
 
 __all__ = [
     "FEDERATION_NAME_RE",
+    "LogLineIn",
     "NewLogLine",
     "PruneReport",
     "SUPERVISOR_HINT",

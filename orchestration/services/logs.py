@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connection, transaction
 
@@ -17,8 +17,23 @@ from orchestration.models import (
 )
 
 
+class NewLogLine(Protocol):
+    """What a line to append must carry (the log writer's own line objects, or a test's)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def text(self) -> str: ...
+
+
 @dataclass(frozen=True)
-class NewLogLine:
+class LogLineIn:
+    """A plain line to append, for callers that have no line object of their own."""
+
     stream: str
     source: str
     ts: datetime
