@@ -9,7 +9,14 @@ from channels.db import database_sync_to_async
 from accounts import permissions
 from accounts import selectors as accounts_selectors
 from orchestration import streaming
-from orchestration.consumers.follow import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, Follow, FollowConsumer, _int_param, _uuid
+from orchestration.consumers.follow import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    Follow,
+    FollowConsumer,
+    int_param,
+    uuid_or_none,
+)
 from orchestration.models import Project
 
 
@@ -32,14 +39,14 @@ class ProjectEventsConsumer(FollowConsumer):
     message_type = "events"
 
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
-        project_id = _uuid(self.scope["url_route"]["kwargs"]["project_id"])
+        project_id = uuid_or_none(self.scope["url_route"]["kwargs"]["project_id"])
         project, allowed, per_node, node_id = await _load_project(project_id, user) if project_id else (None,) * 4
         if project is None:
             return CLOSE_NOT_FOUND
         if not allowed:
             return CLOSE_FORBIDDEN
         tail = await streaming.acquire(streaming.EventFeed(project.pk))
-        after = _int_param(query, "after")
+        after = int_param(query, "after")
         node_ids: set[str] | None = None
         if node_id is not None:
             node_ids = {str(node_id)}

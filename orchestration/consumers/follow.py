@@ -55,7 +55,7 @@ class Follow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _int_param(query: dict[str, list[str]], name: str) -> int | None:
+def int_param(query: dict[str, list[str]], name: str) -> int | None:
     values = query.get(name)
     if not values:
         return None
@@ -207,7 +207,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=text)
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def uuid_or_none(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
     except ValueError:

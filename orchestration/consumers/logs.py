@@ -16,8 +16,8 @@ from orchestration.consumers.follow import (
     RUN_WINDOW_SLACK,
     Follow,
     FollowConsumer,
-    _int_param,
-    _uuid,
+    int_param,
+    uuid_or_none,
 )
 from orchestration.models import FederatedRun, NodeSession
 from orchestration.states import RUN_ENDED_STATUSES, SESSION_LIVE_STATUSES
@@ -39,13 +39,13 @@ async def _session_status(session_id: Any) -> tuple[bool, str]:
 
 class SessionLogConsumer(FollowConsumer):
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
-        session_id = _uuid(self.scope["url_route"]["kwargs"]["session_id"])
+        session_id = uuid_or_none(self.scope["url_route"]["kwargs"]["session_id"])
         session = await _load_session(session_id) if session_id else None
         if session is None:
             return CLOSE_NOT_FOUND
         if not await database_sync_to_async(permissions.can_view_session)(user, session):
             return CLOSE_FORBIDDEN
-        after = _int_param(query, "after") or 0
+        after = int_param(query, "after") or 0
         tail = await streaming.acquire(streaming.LogFeed("session", session.pk))
         self.follows.append(
             Follow(
@@ -90,7 +90,7 @@ class RunLogConsumer(FollowConsumer):
     """A run's `flwr run` log plus, tagged, the SuperLink's and SuperNodes' lines of its period."""
 
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
-        run_id = _uuid(self.scope["url_route"]["kwargs"]["run_id"])
+        run_id = uuid_or_none(self.scope["url_route"]["kwargs"]["run_id"])
         run, allowed, sessions = await _run_context(run_id, user) if run_id else (None, False, [])
         if run is None:
             return CLOSE_NOT_FOUND
@@ -100,7 +100,7 @@ class RunLogConsumer(FollowConsumer):
         self.user = user
         run_tail = await streaming.acquire(streaming.LogFeed("run", run.pk))
         self.follows.append(
-            Follow(name=f"run:{run.pk}", tail=run_tail, cursor=_int_param(query, "after") or 0, is_done=self._run_done)
+            Follow(name=f"run:{run.pk}", tail=run_tail, cursor=int_param(query, "after") or 0, is_done=self._run_done)
         )
         for session in sessions:
             await self._add_session(session, query)
@@ -108,7 +108,7 @@ class RunLogConsumer(FollowConsumer):
 
     async def _add_session(self, session: NodeSession, query: dict[str, list[str]]) -> Follow:
         feed = streaming.LogFeed("session", session.pk)
-        cursor = _int_param(query, f"after.{session.pk}")
+        cursor = int_param(query, f"after.{session.pk}")
         if cursor is None:
             start = (self.run.started_at or self.run.created_at) - RUN_WINDOW_SLACK
             cursor = await database_sync_to_async(feed.seq_before)(start)
