@@ -60,7 +60,7 @@ class AppendBatch(Protocol):
     `lines` are `Line`s: they carry the stream, source, ts and text that function reads.
     """
 
-    def __call__(self, *, session_id: Any, run_id: Any, first_seq: int, lines: list[Line], tail: str) -> None: ...
+    def __call__(self, *, session_id: Any, run_id: Any, first_seq: int, lines: list[Line], recent: str) -> None: ...
 
 
 class LastSeq(Protocol):
@@ -85,14 +85,14 @@ def _ids(owner: Owner) -> dict[str, Any]:
 
 
 class _Sink:
-    def __init__(self, owner: Owner, path: Path | None, *, first_seq: int, tail_lines: int) -> None:
+    def __init__(self, owner: Owner, path: Path | None, *, first_seq: int, recent_lines: int) -> None:
         self.owner = owner
         self.file: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the child's life
         self.seq = first_seq
-        self.tail: deque[str] = deque(maxlen=tail_lines)
+        self.recent: deque[str] = deque(maxlen=recent_lines)
 
     def close(self) -> None:
         if self.file is not None:
@@ -113,7 +113,7 @@ class LogWriter(threading.Thread):
         *,
         append: AppendBatch,
         last_seq: LastSeq,
-        tail_lines: int,
+        recent_lines: int,
         on_saved: LineHook | None = None,
         before_batch: Callable[[], None] = _nothing,
         release: Callable[[], None] = _nothing,
@@ -121,12 +121,12 @@ class LogWriter(threading.Thread):
         super().__init__(name="log-writer", daemon=True)
         self.queue: queue.SimpleQueue[Line | Marker | None] = queue.SimpleQueue()
         # Opened from the supervisor's threads, used by this one: guarded by `_lock`. A sink's
-        # seq and file are this thread's alone; its tail is read under the lock.
+        # seq and file are this thread's alone; its recent lines are read under the lock.
         self._sinks: dict[str, _Sink] = {}
         self._lock = threading.Lock()
         self._append = append
         self._last_seq = last_seq
-        self._tail_lines = tail_lines
+        self._recent_lines = recent_lines
         self._on_saved = on_saved
         self._before_batch = before_batch
         self._release = release
@@ -142,7 +142,7 @@ class LogWriter(threading.Thread):
         first = self._last_seq(**_ids(owner))
         with self._lock:
             if owner.key not in self._sinks:
-                self._sinks[owner.key] = _Sink(owner, path, first_seq=first, tail_lines=self._tail_lines)
+                self._sinks[owner.key] = _Sink(owner, path, first_seq=first, recent_lines=self._recent_lines)
 
     def put(self, line: Line) -> None:
         self.queue.put(line)
@@ -159,10 +159,10 @@ class LogWriter(threading.Thread):
 
         self.barrier(_close)
 
-    def tail(self, owner: Owner) -> list[str]:
+    def recent(self, owner: Owner) -> list[str]:
         with self._lock:
             sink = self._sinks.get(owner.key)
-            return list(sink.tail) if sink else []
+            return list(sink.recent) if sink else []
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -233,9 +233,9 @@ class LogWriter(threading.Thread):
                 sink.file.write("".join(f"{line.text}\n" for line in lines))
                 sink.file.flush()
             with self._lock:
-                sink.tail.extend(line.text for line in lines)
-                tail = "\n".join(sink.tail)
-            self._append_with_retry(sink.owner, first_seq=sink.seq + 1, lines=lines, tail=tail)
+                sink.recent.extend(line.text for line in lines)
+                recent = "\n".join(sink.recent)
+            self._append_with_retry(sink.owner, first_seq=sink.seq + 1, lines=lines, recent=recent)
             sink.seq += len(lines)
             self.lines_written += len(lines)
             self._call_on_saved(sink.owner, lines)
@@ -245,10 +245,10 @@ class LogWriter(threading.Thread):
         if hook is not None:
             self._call(lambda: hook(owner, lines))
 
-    def _append_with_retry(self, owner: Owner, *, first_seq: int, lines: list[Line], tail: str) -> None:
+    def _append_with_retry(self, owner: Owner, *, first_seq: int, lines: list[Line], recent: str) -> None:
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                self._append(**_ids(owner), first_seq=first_seq, lines=lines, tail=tail)
+                self._append(**_ids(owner), first_seq=first_seq, lines=lines, recent=recent)
                 return
             except Exception:
                 if attempt == APPEND_ATTEMPTS - 1:

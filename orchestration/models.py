@@ -57,7 +57,7 @@ class NodeSession(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     runtime_config = models.JSONField(blank=True, default=dict)
-    # Bounded tail of the newest lines, for clients that read this column.
+    # The newest lines (FEDML_LOG_TAIL_LINES of them), rewritten per batch, for clients that read this column.
     log_stream = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     log_path = models.CharField(max_length=500, blank=True, default="")

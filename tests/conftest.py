@@ -1,5 +1,10 @@
 """Shared fixtures. The federation stack runs the real thing: Daphne serving FedML, the
-supervisor, and the Flower processes it spawns, all against the test database."""
+supervisor, and the Flower processes it spawns, all against the test database.
+
+Tiers: `pytest -m "not federation"` is the fast tier (the Django test client, websocket
+communicators, a supervisor in a thread, the fake child); tests that start Daphne, the
+supervisor process or Flower are marked `federation`. Federation tests run last, and those that
+can share one running stack (the `stack` fixture) run after those that need their own."""
 
 from __future__ import annotations
 
@@ -33,6 +38,24 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # PBKDF2's million iterations cost about half a second per user on this machine, and the
+    # suite creates hundreds. PBKDF2 stays available for a password a test's subprocess checks
+    # (a browser signing in to Daphne), which must be hashed with a hasher that process knows.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """After pytest-django's own ordering: federation tests last, and the ones sharing the
+    session's stack after the ones that start their own. While the shared supervisor lives it
+    beats (and claims requests) in the test database, so no other test may run beside it."""
+
+    def tier(item: pytest.Item) -> int:
+        if "stack" in getattr(item, "fixturenames", ()):
+            return 2
+        return 1 if item.get_closest_marker("federation") else 0
+
+    items.sort(key=tier)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,17 +73,56 @@ def _test_database_droppable(django_db_setup: None, django_db_blocker: Any) -> I
         )
 
 
+# Rows that only the models determine: post_migrate writes the same set after every flush.
+FLUSH_KEEPS = frozenset({"django_content_type", "auth_permission"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_flush() -> Iterator[None]:
+    """Transactional tests empty every table after each test (about 80 in the fast tier), and two
+    things made that cost ~0.25 s a time on PostgreSQL: TRUNCATE, which rewrites every table's
+    files, and post_migrate re-inserting every content type and permission. A test's tables hold
+    a few rows, which DELETE removes in milliseconds (every foreign key is DEFERRABLE INITIALLY
+    DEFERRED, Django's own, so their order inside the flush's transaction does not matter; no
+    sequence is reset, as with the TRUNCATE pytest-django asks for); and content types and
+    permissions are kept, so post_migrate finds them all in place."""
+    from django.core.management.commands import flush
+
+    def flush_sql(style: Any, connection: Any, reset_sequences: bool = True, allow_cascade: bool = False) -> list[str]:
+        tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+        tables = [table for table in tables if table not in FLUSH_KEEPS]
+        if connection.vendor == "postgresql" and not reset_sequences and not allow_cascade:
+            return [
+                f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(connection.ops.quote_name(t))};" for t in tables
+            ]
+        return connection.ops.sql_flush(style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flush, "sql_flush", flush_sql)
+        yield
+
+
 def free_port() -> int:
     """A port free now and below Linux's ephemeral range (32768-60999), so no outgoing
     connection can take it before the process under test binds it."""
+    return free_ports(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports that are all free now, below the ephemeral range."""
     while True:
-        port = random.randrange(20000, 32768)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+        first = random.randrange(20000, 32768 - count)
+        if all(_bindable(port) for port in range(first, first + count)):
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2, message: str = "") -> Any:
@@ -234,6 +296,43 @@ class Stack:
     def leftovers(self) -> list[tuple[int, str]]:
         return processes_mentioning(str(self.tmp))
 
+    def children(self) -> list[tuple[int, str]]:
+        """Processes of this stack other than Daphne and the supervisor: Flower's."""
+        own = {proc.pid for proc in self.procs.values()}
+        return [(pid, cmd) for pid, cmd in self.leftovers() if pid not in own]
+
+    def alive(self) -> bool:
+        return all(name in self.procs and self.procs[name].poll() is None for name in ("web", "supervisor"))
+
+    def quiesce(self) -> None:
+        """Stop whatever a test left running, through the API, and wait until nothing runs."""
+        from orchestration.models import FederatedRun, NodeSession
+
+        def stop(path: str) -> None:
+            status, body = self.post(path)
+            assert status in (200, 409), (path, status, body)  # 409: nothing of that kind is live
+
+        stop("/api/coordinator/runs/stop")  # first, while its SuperLink can still pass `flwr stop` on
+        wait_until(
+            lambda: not FederatedRun.objects.filter(ended_at__isnull=True).exists(), timeout=120, message="run ended"
+        )
+        stop("/api/participant/supernode/stop")
+        stop("/api/coordinator/superlink/stop")
+        wait_until(
+            lambda: not NodeSession.objects.filter(ended_at__isnull=True).exists(),
+            timeout=120,
+            message="every session of the shared stack ended",
+        )
+        wait_until(lambda: not self.children(), timeout=60, message="no Flower process left on the shared stack")
+
+    def close(self) -> None:
+        self.stop("supervisor")
+        self.stop("web")
+        for pid, _ in self.leftovers():  # never leave a Flower process behind, even after a failure
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        connection.close()
+
 
 def staff_token() -> str:
     from django.contrib.auth import get_user_model
@@ -244,8 +343,7 @@ def staff_token() -> str:
     return api_token_create(user=user, name="tests", actor="tests", via="tests")[1]
 
 
-@contextlib.contextmanager
-def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def start_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Stack:
     """Daphne + the supervisor on the test database, with their own data, log and app dirs."""
     shutil.copytree(
         ROOT / "flower_app", tmp_path / "flower_app", ignore=shutil.ignore_patterns("artifacts", "__pycache__")
@@ -263,18 +361,93 @@ def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> It
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port, token=staff_token())
+    s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port)
     try:
         s.start_web()
         s.start_supervisor()
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+@contextlib.contextmanager
+def running_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A stack of the test's own (see `own_stack`)."""
+    token = staff_token()
+    s = start_stack(tmp_path, extra_env)
+    s.token = token
+    try:
         yield s
     finally:
-        s.stop("supervisor")
-        s.stop("web")
-        for pid, _ in s.leftovers():  # never leave a Flower process behind, even after a failure
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-        connection.close()
+        s.close()
+
+
+class SharedStack:
+    """One Daphne + supervisor for every federation test that leaves it as it found it.
+
+    Those tests are transactional, so pytest-django empties every table after each, rows the
+    running processes rely on included. The supervisor names the nodes it serves by their
+    configured external ids (orchestration/supervisor/scope.py), so rows made again under new
+    ids are still its own. Before each test the configured project and nodes are made again, as
+    the supervisor makes them at its start; a new staff token is made; and the test waits for
+    the supervisor's heartbeat, which it re-inserts within a second (update, else insert). After
+    each test whatever it left running is stopped through the API; a stack that cannot be
+    brought back to rest, or whose Daphne or supervisor died, is closed and the next test starts
+    a new one.
+    """
+
+    def __init__(self, root: Path, blocker: Any) -> None:
+        self.root = root
+        self.blocker = blocker
+        self.stack: Stack | None = None
+        self.started = 0
+
+    def get(self) -> Stack:
+        if self.stack is not None and not self.stack.alive():
+            self.close()
+        if self.stack is None:
+            self.started += 1
+            with self.blocker.unblock():
+                self.stack = start_stack(self.root / f"stack-{self.started}")
+        return self.stack
+
+    def close(self) -> None:
+        if self.stack is not None:
+            stack, self.stack = self.stack, None
+            with self.blocker.unblock():
+                stack.close()
+
+
+_shared: SharedStack | None = None
+
+
+@pytest.fixture(scope="session")
+def _shared_stack(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedStack]:
+    global _shared
+    _shared = SharedStack(tmp_path_factory.mktemp("shared"), django_db_blocker)
+    try:
+        yield _shared
+    finally:
+        _shared.close()
+        _shared = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests are ordered so that this never acts (see pytest_collection_modifyitems). Under another
+    order, a test that does not use the shared stack must not run beside its supervisor, which
+    would claim that test's requests (or those of the test's own supervisor) and beat in its
+    tables. Before any fixture, so before pytest-django opens the test's transaction."""
+    if _shared is None or _shared.stack is None or "stack" in getattr(item, "fixturenames", ()):
+        return
+    from django.core.management import call_command
+
+    _shared.close()
+    with _shared.blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)  # what it wrote since the last test's flush
 
 
 @pytest.fixture
@@ -295,7 +468,33 @@ def alive(settings: Any, db: None) -> None:
 
 
 @pytest.fixture
-def stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
+def stack(transactional_db: None, _shared_stack: SharedStack) -> Iterator[Stack]:
+    """The session's shared stack (see SharedStack), ready: a live supervisor and a staff token."""
+    from orchestration import services
+
+    s = _shared_stack.get()
+    services.coordinator_node_ensure()
+    services.participant_node_ensure()
+    s.token = staff_token()
+    wait_until(
+        lambda: s.get("/health")[1].get("supervisor_alive"),
+        timeout=30,
+        message="the supervisor's heartbeat, back since the last test emptied the tables",
+    )
+    yield s
+    if not s.alive():
+        _shared_stack.close()
+        return
+    try:
+        s.quiesce()
+    except BaseException:
+        _shared_stack.close()
+        raise
+
+
+@pytest.fixture
+def own_stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
+    """A stack of the test's own, for a test that cannot leave a shared one as it found it."""
     with running_stack(tmp_path) as s:
         yield s
 

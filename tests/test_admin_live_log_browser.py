@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ROOT, Stack
@@ -29,7 +30,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 def test_admin_run_page_streams_new_lines_and_grows_the_metrics_chart(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    get_user_model().objects.create_superuser(username="admin", password="pw-123456-xyz", email="a@example.org")
+    admin = get_user_model().objects.create_superuser(username="admin", password=None, email="a@example.org")
+    # Daphne checks this password: hashed with its hasher, not the tests' fast one (conftest).
+    admin.password = make_password("pw-123456-xyz", hasher="pbkdf2_sha256")
+    admin.save(update_fields=["password"])
     run_id = stack.start_federation(rounds=2)
     # Playwright's sync API keeps an event loop on this thread; the ORM is done above.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

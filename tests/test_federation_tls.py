@@ -4,6 +4,7 @@ SuperNodes and `flwr run` trusting the CA."""
 from __future__ import annotations
 
 import stat
+import uuid
 
 import pytest
 
@@ -14,15 +15,16 @@ pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 
 def test_run_completes_over_tls_and_health_says_the_superlink_is_secure(stack: Stack) -> None:
-    out = stack.manage("create_certificates", "--name", "tls", "--host", "127.0.0.1").stdout
-    certs = stack.tmp / "var" / "certificates" / "tls"
+    name = f"tls-{uuid.uuid4().hex[:8]}"  # the shared stack's certificates directory outlives this test
+    out = stack.manage("create_certificates", "--name", name, "--host", "127.0.0.1").stdout
+    certs = stack.tmp / "var" / "certificates" / name
     assert "certificates written" in out
     assert stat.S_IMODE((certs / "server.key").stat().st_mode) == 0o600
-    assert stack.manage("create_certificates", "--name", "tls", check=False).returncode != 0  # no silent overwrite
+    assert stack.manage("create_certificates", "--name", name, check=False).returncode != 0  # no silent overwrite
 
     status, body = stack.post(
         "/api/coordinator/superlink/start",
-        {"insecure": False, "certificates_path": "tls", "listen_address": f"127.0.0.1:{stack.superlink_port}"},
+        {"insecure": False, "certificates_path": name, "listen_address": f"127.0.0.1:{stack.superlink_port}"},
     )
     assert status == 201, body
     health = stack.get("/api/coordinator/health")[1]
@@ -30,7 +32,7 @@ def test_run_completes_over_tls_and_health_says_the_superlink_is_secure(stack: S
     for partition in range(2):
         status, body = stack.post(
             "/api/participant/supernode/start",
-            {"partition_id": partition, "num_partitions": 2, "insecure": False, "certificates_path": "tls"},
+            {"partition_id": partition, "num_partitions": 2, "insecure": False, "certificates_path": name},
         )
         assert status == 201, body
     status, body = stack.post("/api/coordinator/runs/start", {"extra_args": ["--run-config", "num-server-rounds=1"]})

@@ -3,6 +3,7 @@ follows it through a real Daphne server: every line arrives, in order, exactly o
 
 CI runs this on both legs: the embedded default (SQLite, in-memory layer, supervisor in another
 process, so the consumer relies on reading the database) and PostgreSQL with Redis (doorbells).
+It starts Daphne and the supervisor, so it is in the federation tier.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,36 +24,41 @@ from django.test import Client
 from orchestration.models import LogLine, NodeSession
 from tests.conftest import Stack, running_stack, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 LINES = 50_000
 
-FAKE_SUPERNODE = f"""#!{sys.executable}
-# Stands in for flower-supernode: prints numbered lines as fast as it can, then exits 0.
-import sys, time
-time.sleep(1.5)
+FAKE_SUPERNODE = """#!{python}
+# Stands in for flower-supernode: once the test says its client follows the log (the go
+# file exists), prints numbered lines as fast as it can, then exits 0.
+import os, sys, time
+while not os.path.exists({go!r}):
+    time.sleep(0.01)
 out = sys.stdout
-for i in range(1, {LINES} + 1):
+for i in range(1, {lines} + 1):
     out.write(f"line {{i}}\\n")
 out.flush()
 """
 
 
 @pytest.fixture
-def fake_flower_stack(transactional_db: None, tmp_path: Path) -> Stack:
+def fake_flower_stack(transactional_db: None, tmp_path: Path) -> Iterator[Stack]:
+    # Its own stack: this one's Flower binaries are a fake.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "flower-supernode"
-    script.write_text(FAKE_SUPERNODE)
+    script.write_text(FAKE_SUPERNODE.format(python=sys.executable, go=str(tmp_path / "go"), lines=LINES))
     os.chmod(script, 0o755)
     with running_stack(tmp_path, {"FEDML_FLOWER_BIN_DIR": str(bin_dir)}) as s:
         yield s
 
 
-async def follow(url: str, cookie: str, origin: str) -> tuple[list[dict], dict]:
+async def follow(url: str, cookie: str, origin: str, go: Path) -> tuple[list[dict], dict]:
     lines: list[dict] = []
     async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": origin}, max_size=None) as ws:
         hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello", hello
+        go.touch()  # the process prints only now: its lines reach a client that is following live
         received = 0
         while True:
             message = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
@@ -78,7 +85,7 @@ def test_fifty_thousand_lines_reach_a_websocket_client_in_order_exactly_once(fak
     assert status == 201, body
     session_id = body["session_id"]
     url = f"ws://127.0.0.1:{stack.web_port}/ws/sessions/{session_id}/logs/?after=0"
-    lines, eof = asyncio.run(follow(url, cookie, f"http://127.0.0.1:{stack.web_port}"))
+    lines, eof = asyncio.run(follow(url, cookie, f"http://127.0.0.1:{stack.web_port}", stack.tmp / "go"))
 
     assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
     printed = [line["text"] for line in lines if line["stream"] == "stdout"]

@@ -32,13 +32,13 @@ class MemoryLog:
     fail_next: int = 0
     released: int = 0
 
-    def append(self, *, session_id: Any, run_id: Any, first_seq: int, lines: list[Line], tail: str) -> None:
+    def append(self, *, session_id: Any, run_id: Any, first_seq: int, lines: list[Line], recent: str) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("the database went away")
         texts = [line.text for line in lines]
         self.appended.append(
-            {"session_id": session_id, "run_id": run_id, "first_seq": first_seq, "texts": texts, "tail": tail}
+            {"session_id": session_id, "run_id": run_id, "first_seq": first_seq, "texts": texts, "recent": recent}
         )
 
     def last_seq(self, *, session_id: Any = None, run_id: Any = None) -> int:
@@ -68,7 +68,7 @@ def start_writer(db: MemoryLog) -> Iterator[Any]:
         options: dict[str, Any] = {
             "append": db.append,
             "last_seq": db.last_seq,
-            "tail_lines": 200,
+            "recent_lines": 200,
             "release": db.release,
         }
         writer = LogWriter(**{**options, **kwargs})
@@ -118,15 +118,15 @@ def test_a_barrier_runs_after_every_line_queued_before_it_is_saved(start_writer,
 
 
 def test_the_tail_keeps_only_the_newest_tail_lines(start_writer, db):
-    writer = start_writer(tail_lines=3)
+    writer = start_writer(recent_lines=3)
     writer.open(RUN, None)
 
     for i in range(1, 6):
         writer.put(line(RUN, f"line {i}"))
     assert writer.flush()
 
-    assert db.appended[-1]["tail"] == "line 3\nline 4\nline 5"
-    assert writer.tail(RUN) == ["line 3", "line 4", "line 5"]
+    assert db.appended[-1]["recent"] == "line 3\nline 4\nline 5"
+    assert writer.recent(RUN) == ["line 3", "line 4", "line 5"]
 
 
 def test_lines_go_to_the_owners_file_and_close_owner_closes_it_after_its_lines(start_writer, tmp_path: Path):
@@ -140,7 +140,7 @@ def test_lines_go_to_the_owners_file_and_close_owner_closes_it_after_its_lines(s
     assert writer.flush()
 
     assert path.read_text(encoding="utf-8") == "first\nsecond\n"
-    assert writer.tail(RUN) == []  # closed: no sink any more
+    assert writer.recent(RUN) == []  # closed: no sink any more
 
 
 def test_a_failed_append_is_retried_after_releasing_the_connection(start_writer, db):
@@ -196,7 +196,7 @@ def test_lines_of_an_owner_never_opened_are_dropped_not_misnumbered(start_writer
 
 
 def test_stop_saves_what_was_queued_then_releases_the_threads_connection(db):
-    writer = LogWriter(append=db.append, last_seq=db.last_seq, tail_lines=10, release=db.release)
+    writer = LogWriter(append=db.append, last_seq=db.last_seq, recent_lines=10, release=db.release)
     writer.start()
     writer.open(RUN, None)
     writer.put(line(RUN, "last words"))

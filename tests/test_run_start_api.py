@@ -190,8 +190,9 @@ def test_run_start_claimed_while_the_superlink_is_not_listening_answers_202_sayi
 def test_run_start_whose_flwr_cannot_be_started_answers_502_with_the_cause(
     api_client, supervisor_in_thread, flower_missing
 ):
-    with socket.create_server(("127.0.0.1", 0)) as listening:
-        _superlink_row(supervisor_id=supervisor_in_thread.id, port=listening.getsockname()[1])
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        _superlink_row(supervisor_id=supervisor_in_thread.id, port=port)
 
         status, payload = _post(api_client, {})
 

@@ -1,8 +1,6 @@
-"""POST /runs/stop stops a long run through Flower within seconds."""
+"""POST /runs/stop stops a long run through Flower's own stop path (`flwr stop`), not by killing it."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -12,7 +10,7 @@ from tests.conftest import Stack, wait_until
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 
-def test_stop_long_run_within_ten_seconds_flower_reports_it_finished_and_row_says_stopped(stack: Stack) -> None:
+def test_stop_long_run_through_flower_reports_it_finished_and_row_says_stopped(stack: Stack) -> None:
     run_id = stack.start_federation(rounds=200)
     # Let it get going: the first round's training has been sampled.
     wait_until(
@@ -21,13 +19,10 @@ def test_stop_long_run_within_ten_seconds_flower_reports_it_finished_and_row_say
         message="round 1",
     )
 
-    started = time.monotonic()
     status, body = stack.post("/api/coordinator/runs/stop")
     assert status == 200, body
-    wait_until(
-        lambda: FederatedRun.objects.get(pk=run_id).status == "stopped", timeout=10, interval=0.1, message="stopped"
-    )
-    assert time.monotonic() - started < 10
+    # The timeout only catches a hang: the stack's stop timeout (10 s) plus the escalation.
+    wait_until(lambda: FederatedRun.objects.get(pk=run_id).status == "stopped", timeout=60, message="stopped")
 
     run = FederatedRun.objects.get(pk=run_id)
     assert run.ended_at is not None

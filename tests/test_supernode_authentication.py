@@ -3,6 +3,8 @@ coordinator, its SuperNode joins; once revoked, a SuperNode with that key is ref
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from orchestration.models import FederatedRun, LogLine, NodeEnrollment, NodeSession
@@ -11,22 +13,23 @@ from tests.conftest import Stack, wait_until
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
 
-def _start_supernode(stack: Stack, partition: int) -> dict:
+def _start_supernode(stack: Stack, partition: int, certificates: str) -> dict:
     status, body = stack.post(
         "/api/participant/supernode/start",
-        {"partition_id": partition, "num_partitions": 2, "insecure": False, "certificates_path": "tls"},
+        {"partition_id": partition, "num_partitions": 2, "insecure": False, "certificates_path": certificates},
     )
     assert status == 201, body
     return body
 
 
 def test_enrolled_supernode_trains_over_tls_and_a_revoked_one_is_refused(stack: Stack) -> None:
-    stack.manage("create_certificates", "--name", "tls", "--host", "127.0.0.1")
+    certificates = f"tls-{uuid.uuid4().hex[:8]}"  # the shared stack's certificates directory outlives this test
+    stack.manage("create_certificates", "--name", certificates, "--host", "127.0.0.1")
     status, body = stack.post(
         "/api/coordinator/superlink/start",
         {
             "insecure": False,
-            "certificates_path": "tls",
+            "certificates_path": certificates,
             "listen_address": f"127.0.0.1:{stack.superlink_port}",
             "extra_args": ["--enable-supernode-auth"],
         },
@@ -43,7 +46,7 @@ def test_enrolled_supernode_trains_over_tls_and_a_revoked_one_is_refused(stack: 
     assert enrolled["status"] == "registered" and enrolled["flower_node_id"]
     assert stack.post(f"/api/coordinator/nodes/{keys['node_id']}/enroll", {"public_key": keys["public_key"]})[0] == 409
 
-    joined = _start_supernode(stack, 0)
+    joined = _start_supernode(stack, 0, certificates)
     wait_until(
         lambda: LogLine.objects.filter(
             session_id=joined["session_id"], text__contains=f"SuperNode ID: {enrolled['flower_node_id']}"
@@ -62,7 +65,7 @@ def test_enrolled_supernode_trains_over_tls_and_a_revoked_one_is_refused(stack: 
 
     status, revoked = stack.post(f"/api/coordinator/nodes/{keys['node_id']}/revoke")
     assert status == 200 and revoked["status"] == "revoked", revoked
-    refused = _start_supernode(stack, 1)
+    refused = _start_supernode(stack, 1, certificates)
     wait_until(
         lambda: NodeSession.objects.get(pk=refused["session_id"]).status == "failed", timeout=60, message="refused"
     )

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 from tests.factories import NodeSessionFactory
 
 START = "/api/participant/supernode/start"
@@ -151,15 +151,16 @@ def test_supernode_request_start_records_host_port_and_node_config_for_the_super
 def test_supernode_request_start_picks_a_free_port_skipping_used_ones(alive, settings):
     from participants.services import supernode_request_start
 
-    settings.SUPERNODE_BASE_PORT = 9600
+    base = free_ports(2)
+    settings.SUPERNODE_BASE_PORT = base
     node = services.participant_node_ensure()
     NodeSessionFactory(
-        node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9600}
+        node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": base}
     )
 
     session = supernode_request_start(node=node)
 
-    assert session.runtime_config["port"] == 9601
+    assert session.runtime_config["port"] == base + 1
 
 
 @pytest.mark.django_db

@@ -86,5 +86,5 @@ def append_lines(
             services.LogLineIn(stream="stdout", source="test", ts=datetime.now(UTC), text=text.format(first + i))
             for i in range(count)
         ],
-        tail="",
+        recent="",
     )

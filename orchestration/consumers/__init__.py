@@ -1,4 +1,4 @@
-"""Websocket consumers: follow a session's log, a run's log, or a project's events (docs/streaming.md)."""
+"""Websocket consumers: follow a session's log, a run's log, or a project's events (docs/feeds.md)."""
 
 from orchestration.consumers.events import ProjectEventsConsumer
 from orchestration.consumers.follow import (

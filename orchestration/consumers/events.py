@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from accounts import permissions
 from accounts import selectors as accounts_selectors
-from orchestration import streaming
+from orchestration import feeds
 from orchestration.consumers.follow import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
@@ -45,7 +45,7 @@ class ProjectEventsConsumer(FollowConsumer):
             return CLOSE_NOT_FOUND
         if not allowed:
             return CLOSE_FORBIDDEN
-        tail = await streaming.acquire(streaming.EventFeed(project.pk))
+        cache = await feeds.acquire(feeds.EventFeed(project.pk))
         after = int_param(query, "after")
         node_ids: set[str] | None = None
         if node_id is not None:
@@ -53,20 +53,20 @@ class ProjectEventsConsumer(FollowConsumer):
         self.follows.append(
             Follow(
                 name=f"events:{project.pk}",
-                tail=tail,
-                cursor=tail.head if after is None else after,
+                cache=cache,
+                cursor=cache.head if after is None else after,
                 transform=_event_filter(per_node=per_node, node_ids=node_ids),
             )
         )
         return None
 
 
-def _event_filter(*, per_node: bool, node_ids: set[str] | None) -> streaming.Transform | None:
+def _event_filter(*, per_node: bool, node_ids: set[str] | None) -> feeds.Transform | None:
     """A participant sees its own node's sessions and only aggregated round metrics."""
     if per_node and node_ids is None:
         return None
 
-    def transform(item: streaming.Item) -> streaming.Item | None:
+    def transform(item: feeds.Item) -> feeds.Item | None:
         obj = item.obj or {}
         payload = obj.get("payload", {})
         if (
@@ -77,7 +77,7 @@ def _event_filter(*, per_node: bool, node_ids: set[str] | None) -> streaming.Tra
             return None
         if not per_node and obj.get("type") == "run.round" and payload.get("per_node"):
             obj = {**obj, "payload": {**payload, "per_node": {}}}
-            return streaming.Item(item.seq, item.ts, streaming.encode(obj), obj)
+            return feeds.Item(item.seq, item.ts, feeds.encode(obj), obj)
         return item
 
     return transform

@@ -1,6 +1,6 @@
 """The follow protocol every FedML websocket speaks; subclasses choose what to follow.
 
-Protocol (docs/streaming.md): the server sends {"type": "hello"}, then batches
+Protocol (docs/feeds.md): the server sends {"type": "hello"}, then batches
 {"type": "lines" | "events", ...} with gap-free sequence numbers; the client acknowledges with
 {"type": "ack", "received": <items received so far>}. At most WINDOW items are in flight, so a
 slow client costs the server nothing but its cursor; one that stalls is told {"type": "behind"}
@@ -27,7 +27,7 @@ from accounts.middleware import SUBPROTOCOL
 from accounts.services import audit_record
 from core.errors import InvalidInput
 from core.fields import parse_count
-from orchestration import streaming
+from orchestration import feeds
 
 WINDOW = 20_000  # items sent but not yet acknowledged
 BATCH = 2_000  # items per message at most
@@ -46,11 +46,11 @@ class Follow:
     """One feed followed by one connection, with its own cursor."""
 
     name: str  # "run:<id>", "session:<id>", "events:<id>"
-    tail: streaming.Tail
+    cache: feeds.FeedCache
     cursor: int
     is_done: Any = None  # async () -> (done, status) once nothing more will come
     until: datetime | None = None  # lines after this time are outside the run's window
-    transform: streaming.Transform | None = None
+    transform: feeds.Transform | None = None
     finished: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -67,7 +67,7 @@ def int_param(query: dict[str, list[str]], name: str) -> int | None:
 
 class FollowConsumer(AsyncWebsocketConsumer):
     message_type = "lines"
-    # No channel of its own: doorbells are received once per feed per process (streaming.Tail).
+    # No channel of its own: doorbells are received once per feed per process (feeds.FeedCache).
     channel_layer_alias = None
 
     async def connect(self) -> None:
@@ -101,7 +101,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
                 {
                     "type": "hello",
                     "window": WINDOW,
-                    "follows": [{"name": f.name, "cursor": f.cursor, "head": f.tail.head} for f in self.follows],
+                    "follows": [{"name": f.name, "cursor": f.cursor, "head": f.cache.head} for f in self.follows],
                 }
             )
         )
@@ -130,7 +130,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for follow in getattr(self, "follows", []):
-            streaming.release(follow.tail)
+            feeds.release(follow.cache)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -142,10 +142,10 @@ class FollowConsumer(AsyncWebsocketConsumer):
             self._acked_event.set()
 
     async def pump(self, follow: Follow) -> None:
-        interval = streaming.poll_interval()
+        interval = feeds.poll_interval()
         last_status_check = 0.0
         while True:
-            items = await follow.tail.read(follow.cursor, BATCH)
+            items = await follow.cache.read(follow.cursor, BATCH)
             if items:
                 cursor = items[-1].seq
                 if follow.until is not None:
@@ -168,14 +168,14 @@ class FollowConsumer(AsyncWebsocketConsumer):
                 done, status = await follow.is_done()
                 if done:
                     # Lines written before the status changed may be newer than our view.
-                    await follow.tail.refresh(force=True)
-                    if await follow.tail.read(follow.cursor, 1):
+                    await follow.cache.refresh(force=True)
+                    if await follow.cache.read(follow.cursor, 1):
                         continue
                     await self.send_eof(follow, status=status)
                     return
-            await follow.tail.wait_beyond(follow.cursor, interval)
+            await follow.cache.wait_beyond(follow.cursor, interval)
 
-    async def send_batch(self, follow: Follow, items: list[streaming.Item], cursor: int) -> None:
+    async def send_batch(self, follow: Follow, items: list[feeds.Item], cursor: int) -> None:
         told = False
         while self.sent - self.acked >= WINDOW:
             self._acked_event.clear()
@@ -186,7 +186,12 @@ class FollowConsumer(AsyncWebsocketConsumer):
                     told = True
                     await self._send(
                         json.dumps(
-                            {"type": "behind", "follow": follow.name, "cursor": follow.cursor, "head": follow.tail.head}
+                            {
+                                "type": "behind",
+                                "follow": follow.name,
+                                "cursor": follow.cursor,
+                                "head": follow.cache.head,
+                            }
                         )
                     )
         body = ",".join(item.frag for item in items)

@@ -9,7 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from accounts import permissions
-from orchestration import selectors, streaming
+from orchestration import feeds, selectors
 from orchestration.consumers.follow import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
@@ -34,7 +34,7 @@ def _session_status_sync(session_id: Any) -> tuple[bool, str]:
 
 
 async def _session_status(session_id: Any) -> tuple[bool, str]:
-    return await streaming.shared_status(("session", session_id), lambda: _session_status_sync(session_id))
+    return await feeds.shared_status(("session", session_id), lambda: _session_status_sync(session_id))
 
 
 class SessionLogConsumer(FollowConsumer):
@@ -46,11 +46,11 @@ class SessionLogConsumer(FollowConsumer):
         if not await database_sync_to_async(permissions.can_view_session)(user, session):
             return CLOSE_FORBIDDEN
         after = int_param(query, "after") or 0
-        tail = await streaming.acquire(streaming.LogFeed("session", session.pk))
+        cache = await feeds.acquire(feeds.LogFeed("session", session.pk))
         self.follows.append(
             Follow(
                 name=f"session:{session.pk}",
-                tail=tail,
+                cache=cache,
                 cursor=after,
                 is_done=lambda: _session_status(session.pk),
             )
@@ -83,7 +83,7 @@ def _run_status_sync(run_id: Any) -> tuple[bool, str, datetime | None]:
 
 
 async def _run_status(run_id: Any) -> tuple[bool, str, datetime | None]:
-    return await streaming.shared_status(("run", run_id), lambda: _run_status_sync(run_id))
+    return await feeds.shared_status(("run", run_id), lambda: _run_status_sync(run_id))
 
 
 class RunLogConsumer(FollowConsumer):
@@ -98,24 +98,24 @@ class RunLogConsumer(FollowConsumer):
             return CLOSE_FORBIDDEN
         self.run = run
         self.user = user
-        run_tail = await streaming.acquire(streaming.LogFeed("run", run.pk))
+        run_cache = await feeds.acquire(feeds.LogFeed("run", run.pk))
         self.follows.append(
-            Follow(name=f"run:{run.pk}", tail=run_tail, cursor=int_param(query, "after") or 0, is_done=self._run_done)
+            Follow(name=f"run:{run.pk}", cache=run_cache, cursor=int_param(query, "after") or 0, is_done=self._run_done)
         )
         for session in sessions:
             await self._add_session(session, query)
         return None
 
     async def _add_session(self, session: NodeSession, query: dict[str, list[str]]) -> Follow:
-        feed = streaming.LogFeed("session", session.pk)
+        feed = feeds.LogFeed("session", session.pk)
         cursor = int_param(query, f"after.{session.pk}")
         if cursor is None:
             start = (self.run.started_at or self.run.created_at) - RUN_WINDOW_SLACK
             cursor = await database_sync_to_async(feed.seq_before)(start)
-        tail = await streaming.acquire(feed)
+        cache = await feeds.acquire(feed)
         follow = Follow(
             name=f"session:{session.pk}",
-            tail=tail,
+            cache=cache,
             cursor=cursor,
             is_done=lambda: self._session_done(session.pk),
             extra={"kind": session.kind},

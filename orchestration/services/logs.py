@@ -41,7 +41,7 @@ class LogLineIn:
 
 
 def log_lines_append(
-    *, session_id: Any = None, run_id: Any = None, first_seq: int, lines: Iterable[NewLogLine], tail: str
+    *, session_id: Any = None, run_id: Any = None, first_seq: int, lines: Iterable[NewLogLine], recent: str
 ) -> None:
     """Append a batch in one transaction; the caller owns the gap-free seq counter."""
     lines = list(lines)
@@ -69,11 +69,11 @@ def log_lines_append(
                 for i, line in enumerate(lines)
             ]
             LogLine.objects.bulk_create(rows, batch_size=500)
-        # A bounded tail, rewritten once per batch (never per line).
+        # The newest lines (the `log_stream` column), rewritten once per batch (never per line).
         if session_id is not None:
-            NodeSession.objects.filter(pk=session_id).update(log_stream=tail)
+            NodeSession.objects.filter(pk=session_id).update(log_stream=recent)
             group = doorbell.log_group("session", session_id)
         else:
-            FederatedRun.objects.filter(pk=run_id).update(log_stream=tail)
+            FederatedRun.objects.filter(pk=run_id).update(log_stream=recent)
             group = doorbell.log_group("run", run_id)
         transaction.on_commit(lambda: doorbell.ring(group))

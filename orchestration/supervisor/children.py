@@ -119,7 +119,7 @@ class ChildTable:
         if context.owner is not None:
             self.writer.put(Line(owner=context.owner, stream=stream, source=context.source, ts=ts, text=text))
 
-    def report_exit(self, child: Child, *, tail_lines: int) -> None:
+    def report_exit(self, child: Child, *, recent_lines: int) -> None:
         """Say how it ended in its log and hand the exit to whoever spawned it (loop thread).
 
         Sessions' and runs' exits are handed over behind their last line, in the writer, so a
@@ -128,13 +128,13 @@ class ChildTable:
         context = child.context
         owner = context.owner
         if owner is None:
-            context.on_exit(ExitReport(child=child, tail=[], output=list(context.capture or [])))
+            context.on_exit(ExitReport(child=child, last_lines=[], output=list(context.capture or [])))
             return
         self.system(owner, context.source, f"[fedml] pid {child.pid} {child.describe_exit()}")
 
         def hand_over() -> None:
-            tail = self.writer.tail(owner)[-tail_lines:]
-            context.on_exit(ExitReport(child=child, tail=tail, output=list(context.capture or [])))
+            last = self.writer.recent(owner)[-recent_lines:]
+            context.on_exit(ExitReport(child=child, last_lines=last, output=list(context.capture or [])))
 
         self.writer.barrier(hand_over)
         if context.role is not ChildRole.CONTROL:  # a control command only borrows its run's log

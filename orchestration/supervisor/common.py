@@ -59,7 +59,7 @@ class ExitReport:
     """A child that exited, reported once its last line is saved."""
 
     child: Child
-    tail: list[str]  # its owner's last lines (sessions and runs)
+    last_lines: list[str]  # its owner's last lines (sessions and runs)
     output: list[str]  # everything it printed (control commands)
 
 

@@ -82,17 +82,17 @@ class RunFinisher:
         run = selectors.run_get(run_id=item.run_id)
         if run is None:
             return None
-        tail = "\n".join(item.exit.tail)
+        last = "\n".join(item.exit.last_lines)
         if not run.flower_run_id:
             status = RunStatus.STOPPED if run.stop_requested_at else RunStatus.FAILED
             child = item.exit.child
-            return status, f"`flwr run` {child.describe_exit()} before Flower accepted the run. Last lines:\n{tail}"
+            return status, f"`flwr run` {child.describe_exit()} before Flower accepted the run. Last lines:\n{last}"
         if item.pending is None:
             item.pending = self.control.status(run)
             return WAITING
         result, item.pending = item.pending.result(), None
         if result is not None and result.finished:
-            return self._flower_outcome(run, result, tail)
+            return self._flower_outcome(run, result, last)
         if result is None:
             item.failures += 1
             item.last_error = "could not read the run's status from the SuperLink"
@@ -101,18 +101,18 @@ class RunFinisher:
         superlink = selectors.session_get(session_id=run.coordinator_session_id) if run.coordinator_session_id else None
         superlink_alive = superlink is not None and superlink.status == SessionStatus.RUNNING
         if item.failures >= MAX_STATUS_FAILURES or (not superlink_alive and item.failures >= 1):
-            return RunStatus.FAILED, f"{item.last_error}. Last lines:\n{tail}"
+            return RunStatus.FAILED, f"{item.last_error}. Last lines:\n{last}"
         if run.status not in RUN_CLAIMED_STATUSES:
             return None
         item.next_ask_at = time.monotonic() + STATUS_POLL_INTERVAL
         return WAITING
 
-    def _flower_outcome(self, run: FederatedRun, result: flower.FlowerRunStatus, tail: str) -> Outcome:
+    def _flower_outcome(self, run: FederatedRun, result: flower.FlowerRunStatus, last: str) -> Outcome:
         status, detail = flower_outcome(result)
         if run.stop_requested_at and status != RunStatus.COMPLETED:
             status = RunStatus.STOPPED
         if status != RunStatus.COMPLETED:
-            detail += f". Last lines:\n{tail}"
+            detail += f". Last lines:\n{last}"
         return status, detail
 
     def _end(self, run_id: str, outcome: Outcome | None) -> None:

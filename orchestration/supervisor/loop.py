@@ -61,7 +61,7 @@ class Supervisor:
         self.writer = LogWriter(
             append=services.log_lines_append,
             last_seq=selectors.log_last_seq,
-            tail_lines=settings.LOG_TAIL_LINES,
+            recent_lines=settings.LOG_TAIL_LINES,
             on_saved=self._on_lines_saved,
             before_batch=close_old_connections,
             release=_close_this_threads_connection,

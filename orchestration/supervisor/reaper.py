@@ -50,7 +50,7 @@ class Reaper:
         for pid, (child, reaped_at) in list(self._draining.items()):
             if child.io_done.is_set() or now - reaped_at > EOF_WAIT:
                 del self._draining[pid]
-                self.table.report_exit(child, tail_lines=DETAIL_TAIL_LINES)
+                self.table.report_exit(child, recent_lines=DETAIL_TAIL_LINES)
                 did = True
         return did
 

@@ -122,8 +122,8 @@ class SessionWorker:
         stop_requested = session.stop_requested_at is not None
         detail = session.status_detail
         if not stop_requested and child.exit_code != 0:
-            tail = "\n".join(report.tail)
-            detail = f"{child.describe_exit()}. Last lines:\n{tail}"
+            last = "\n".join(report.last_lines)
+            detail = f"{child.describe_exit()}. Last lines:\n{last}"
         services.session_mark_ended(
             session_id=session_id,
             exit_code=child.exit_code,

@@ -1,6 +1,7 @@
-"""Shared, per-process tails of the database feeds that websocket consumers follow.
+"""Shared, per-process caches of the database feeds that websocket consumers follow.
 
-The database is the record. A Tail keeps the newest items of one feed (a session's or run's
+The database is the record. A feed is one gap-free sequence in it (a session's or run's log
+lines, a project's events); a FeedCache keeps the newest items of one feed (a session's or run's
 log lines, a project's events) in memory so that 100 followers of one process cost one query
 per refresh, not 100. Refreshes are single-flight and happen on a doorbell ring or, since rings
 can be lost (and never cross processes with the in-memory layer), on a short interval.
@@ -107,7 +108,7 @@ class EventFeed:
 Feed = LogFeed | EventFeed
 
 
-class Tail:
+class FeedCache:
     def __init__(self, feed: Feed) -> None:
         self.feed = feed
         self.seqs: list[int] = []
@@ -171,7 +172,7 @@ class Tail:
         return await self._read_backlog(after, limit)
 
     async def _read_backlog(self, after: int, limit: int) -> list[Item]:
-        """Older than the cached tail: read the aligned chunk holding `after + 1`, once per process."""
+        """Older than the cached items: read the aligned chunk holding `after + 1`, once per process."""
         number = after // CHUNK
         chunk = self._chunks.get(number)
         if chunk is None:
@@ -232,28 +233,28 @@ class Tail:
             self._changed = asyncio.Event()
 
 
-_tails: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Tail]] = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, FeedCache]] = weakref.WeakKeyDictionary()
 
 
-async def acquire(feed: Feed) -> Tail:
+async def acquire(feed: Feed) -> FeedCache:
     loop = asyncio.get_running_loop()
-    tails = _tails.setdefault(loop, {})
-    tail = tails.get(feed.key)
-    if tail is None:
-        tail = tails[feed.key] = Tail(feed)
-    tail.refs += 1
-    await tail.start()
-    tail.listen()
-    return tail
+    caches = _caches.setdefault(loop, {})
+    cache = caches.get(feed.key)
+    if cache is None:
+        cache = caches[feed.key] = FeedCache(feed)
+    cache.refs += 1
+    await cache.start()
+    cache.listen()
+    return cache
 
 
-def release(tail: Tail) -> None:
-    tail.refs -= 1
-    if tail.refs <= 0:
-        tails = _tails.get(asyncio.get_running_loop(), {})
-        if tails.get(tail.feed.key) is tail:
-            del tails[tail.feed.key]
-        tail.stop()
+def release(cache: FeedCache) -> None:
+    cache.refs -= 1
+    if cache.refs <= 0:
+        caches = _caches.get(asyncio.get_running_loop(), {})
+        if caches.get(cache.feed.key) is cache:
+            del caches[cache.feed.key]
+        cache.stop()
 
 
 Transform = Callable[[Item], Item | None]
