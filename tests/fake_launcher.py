@@ -12,7 +12,7 @@ from django.conf import settings
 
 from orchestration.models import FederatedRun, NodeEnrollment, NodeSession
 from orchestration.supervisor import Command, FlowerLauncher, RunControl
-from tests.conftest import FAKE_CHILD
+from tests.stack import FAKE_CHILD
 
 Args = Sequence[str] | Callable[[Any], Sequence[str]]
 

@@ -16,9 +16,9 @@ from accounts import services as accounts_services
 from orchestration import procs
 from orchestration.models import FederatedRun, NodeSession
 from orchestration.supervisor import Supervisor
-from tests.conftest import ROOT, free_port
 from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.fake_launcher import FakeChildLauncher
+from tests.stack import ROOT, free_port
 
 MakeSupervisor = Callable[..., Supervisor]
 

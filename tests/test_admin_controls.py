@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from orchestration.models import FederatedRun, NodeSession
-from tests.conftest import Stack
 from tests.factories import SupervisorHeartbeatFactory
+from tests.stack import Stack
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_admin_starts_and_stops_a_real_superlink(stack: Stack) -> None:
     assert session.status == "running" and session.pid
     response = client.post("/admin/orchestration/nodesession/stop-superlink/", {}, follow=True)
     assert any("Stop requested" in m for m in _messages(response))
-    from tests.conftest import wait_until
+    from tests.stack import wait_until
 
     wait_until(lambda: NodeSession.objects.get(pk=session.pk).status == "stopped", timeout=30, message="stopped")
 

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import ROOT, Stack
+from tests.stack import ROOT, Stack
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

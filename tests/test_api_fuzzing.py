@@ -24,7 +24,7 @@ from schemathesis.checks import (
 )
 
 from fedml_site.wsgi import application
-from tests.conftest import Stack, wait_until
+from tests.stack import Stack, wait_until
 
 
 @schemathesis.check

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.stack import ROOT
 
 PRODUCTION = {
     "FEDML_PRODUCTION": "true",

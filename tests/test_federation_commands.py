@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric
-from tests.conftest import Stack
+from tests.stack import Stack
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

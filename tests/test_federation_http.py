@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric
-from tests.conftest import Stack, wait_until
+from tests.stack import Stack, wait_until
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

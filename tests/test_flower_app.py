@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tomllib
 
-from tests.conftest import ROOT
+from tests.stack import ROOT
 
 APP = ROOT / "flower_app"
 

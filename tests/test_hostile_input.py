@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from orchestration.models import FederatedRun, NodeEnrollment, NodeSession
-from tests.conftest import Stack
+from tests.stack import Stack
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

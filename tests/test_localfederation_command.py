@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, processes_mentioning
+from tests.stack import ROOT, free_port, processes_mentioning
 
 pytestmark = pytest.mark.federation
 

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from orchestration.models import LogLine, NodeSession
-from tests.conftest import Stack, running_stack, wait_until
+from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from orchestration.logpipe import Line, LogWriter, Owner
-from tests.conftest import ROOT
+from tests.stack import ROOT
 
 RUN = Owner("run", "r1")
 SESSION = Owner("session", "s1")

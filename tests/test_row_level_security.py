@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.conftest import ROOT
+from tests.stack import ROOT
 
 ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 TABLES = [

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from accounts.models import AuditEvent
 from orchestration import services
 from orchestration.models import FederatedRun, NodeSession
-from tests.conftest import free_port
 from tests.factories import FederatedRunFactory, NodeSessionFactory
+from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "/api/coordinator/runs/start"

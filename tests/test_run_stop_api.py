@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration.models import FederatedRun, LogLine
-from tests.conftest import Stack, wait_until
+from tests.stack import Stack, wait_until
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.stack import ROOT
 
 
 def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:

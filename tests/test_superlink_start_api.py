@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
-from tests.conftest import free_port
 from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.stack import free_port
 
 START = "/api/coordinator/superlink/start"
 STOP = "/api/coordinator/superlink/stop"

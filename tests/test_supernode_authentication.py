@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from orchestration.models import FederatedRun, LogLine, NodeEnrollment, NodeSession
-from tests.conftest import Stack, wait_until
+from tests.stack import Stack, wait_until
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

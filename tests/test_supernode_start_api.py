@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from orchestration import services
 from orchestration.models import NodeSession
-from tests.conftest import free_port, free_ports
 from tests.factories import NodeSessionFactory
+from tests.stack import free_port, free_ports
 
 START = "/api/participant/supernode/start"
 STOP = "/api/participant/supernode/stop"

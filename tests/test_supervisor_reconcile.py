@@ -19,8 +19,8 @@ from django.utils import timezone
 from accounts import services as accounts_services
 from orchestration import procs
 from orchestration.models import FederatedRun, NodeSession
-from tests.conftest import FAKE_CHILD, wait_until
 from tests.factories import NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.stack import FAKE_CHILD, wait_until
 from tests.supervisor_kit import (
     MakeSupervisor,
     run_on_a_silent_superlink,

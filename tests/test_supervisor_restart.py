@@ -9,7 +9,7 @@ import pytest
 
 from orchestration.models import FederatedRun, LogLine, NodeSession
 from orchestration.procs import identity_alive
-from tests.conftest import Stack, wait_until
+from tests.stack import Stack, wait_until
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 

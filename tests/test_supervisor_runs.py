@@ -16,9 +16,9 @@ from django.conf import settings as django_settings
 from accounts import services as accounts_services
 from orchestration import flower, services
 from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric
-from tests.conftest import free_port
 from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.fake_launcher import FakeChildLauncher, ls_answer
+from tests.stack import free_port
 from tests.supervisor_kit import (
     MakeSupervisor,
     child_of,

@@ -17,9 +17,9 @@ from accounts import services as accounts_services
 from orchestration import selectors
 from orchestration.models import NodeEnrollment, NodeSession
 from orchestration.supervisor import Command
-from tests.conftest import free_port
 from tests.factories import NodeEnrollmentFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.fake_launcher import FakeChildLauncher, fake_argv, flower_says
+from tests.stack import free_port
 from tests.supervisor_kit import MakeSupervisor, drive, started_supervisors, use_own_dirs
 
 pytestmark = pytest.mark.django_db(transaction=True)
