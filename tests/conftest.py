@@ -140,11 +140,11 @@ def alive(settings: Any, db: None) -> None:
 @pytest.fixture
 def stack(transactional_db: None, _shared_stack: SharedStack) -> Iterator[Stack]:
     """The session's shared stack (see SharedStack), ready: a live supervisor and a staff token."""
-    from orchestration import services
+    from accounts import services as accounts_services
 
     s = _shared_stack.get()
-    services.coordinator_node_ensure()
-    services.participant_node_ensure()
+    accounts_services.coordinator_node_ensure()
+    accounts_services.participant_node_ensure()
     s.token = staff_token()
     wait_until(
         lambda: s.get("/health")[1].get("supervisor_alive"),

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from accounts import services as accounts_services
 from accounts.models import AuditEvent
 from accounts.services import membership_set
 from orchestration import services
@@ -33,8 +34,8 @@ ALLOWED = {
 @pytest.fixture
 def world(settings: Any, tmp_path: Any) -> dict[str, Any]:
     settings.START_WAIT_SECONDS = 0.5
-    coordinator_node = services.coordinator_node_ensure()
-    site_a = services.participant_node_ensure()
+    coordinator_node = accounts_services.coordinator_node_ensure()
+    site_a = accounts_services.participant_node_ensure()
     project = site_a.project
     site_b = NodeFactory(project=project, role="participant")
     run = FederatedRunFactory(project=project, status="completed")

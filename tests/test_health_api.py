@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orchestration import services
+from accounts import services as accounts_services
 from orchestration.models import Node, Project
 from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory, staff_api_client
 
@@ -63,7 +63,7 @@ def test_coordinator_health_creates_the_configured_project_and_node_once(api_cli
 
 @pytest.mark.django_db
 def test_coordinator_health_reports_a_running_superlink_and_the_live_run(api_client):
-    coordinator = services.coordinator_node_ensure()
+    coordinator = accounts_services.coordinator_node_ensure()
     started = timezone.now() - timedelta(minutes=3)
     superlink = NodeSessionFactory(
         node=coordinator,
@@ -102,7 +102,7 @@ def test_coordinator_health_reports_a_running_superlink_and_the_live_run(api_cli
 
 @pytest.mark.django_db
 def test_coordinator_health_does_not_call_a_starting_superlink_running(api_client):
-    NodeSessionFactory(node=services.coordinator_node_ensure(), kind="superlink", status="starting")
+    NodeSessionFactory(node=accounts_services.coordinator_node_ensure(), kind="superlink", status="starting")
 
     body = api_client.get(COORDINATOR).json()
 
@@ -112,7 +112,7 @@ def test_coordinator_health_does_not_call_a_starting_superlink_running(api_clien
 
 @pytest.mark.django_db
 def test_coordinator_health_ignores_ended_sessions_and_runs(api_client):
-    coordinator = services.coordinator_node_ensure()
+    coordinator = accounts_services.coordinator_node_ensure()
     ended = NodeSessionFactory(node=coordinator, kind="superlink", status="exited")
     FederatedRunFactory(project=coordinator.project, status="completed", coordinator_session=ended)
 
@@ -176,7 +176,7 @@ def test_participant_health_creates_the_configured_project_and_node_once(api_cli
 
 @pytest.mark.django_db
 def test_participant_health_reports_the_running_supernode(api_client):
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     started = timezone.now() - timedelta(seconds=30)
     session = NodeSessionFactory(
         node=node, kind="supernode", status="running", started_at=started, log_path="/logs/supernode-p0.log"
@@ -193,7 +193,7 @@ def test_participant_health_reports_the_running_supernode(api_client):
 
 @pytest.mark.django_db
 def test_participant_health_after_the_supernode_ended_reports_the_latest_session_not_running(api_client):
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     session = NodeSessionFactory(node=node, kind="supernode", status="exited", log_path="/logs/old.log")
 
     body = api_client.get(PARTICIPANT).json()

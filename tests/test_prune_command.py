@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from accounts import services as accounts_services
 from orchestration import services
 from orchestration.models import LogLine, ProjectEvent, SupervisorHeartbeat
 from tests.factories import (
@@ -90,7 +91,7 @@ def test_prune_removes_homes_of_long_ended_sessions_runs_and_enrollments_and_kee
 
 
 def test_prune_deletes_only_old_project_events_and_sequence_numbers_keep_growing(homes):
-    project = services.project_ensure_default()
+    project = accounts_services.project_ensure_default()
     for _ in range(3):
         services.event_emit(project_id=project.pk, type="run.status", payload={})
     ProjectEvent.objects.filter(seq__lte=2).update(created_at=LONG_AGO)

@@ -18,8 +18,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from accounts import services as accounts_services
 from accounts.services import api_token_create, membership_set
-from orchestration import feeds, services
+from orchestration import feeds
 from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric
 from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 
@@ -61,7 +62,7 @@ def api(request: pytest.FixtureRequest) -> Api:
     if request.param == "staff":
         return Api(_client(staff=True)[0], "staff")
     client, user = _client(staff=False)
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     membership_set(user=user, project=node.project, role="participant", node=node, actor="t", via="t")
     return Api(client, "participant")
 
@@ -103,7 +104,7 @@ def add_history(project: Any) -> None:
     ended = datetime.now(UTC) - timedelta(days=1)
     for _ in range(30):
         FederatedRunFactory(project=project, status="completed", ended_at=ended)
-        NodeSessionFactory(node=services.participant_node_ensure(), status="stopped", ended_at=ended)
+        NodeSessionFactory(node=accounts_services.participant_node_ensure(), status="stopped", ended_at=ended)
         SupervisorHeartbeatFactory(beat_at=ended)
 
 
@@ -112,7 +113,7 @@ def add_history(project: Any) -> None:
 def test_session_log_page_costs_the_same_for_10_or_1000_lines(
     api: Api, page: str, django_assert_max_num_queries: Any
 ) -> None:
-    session = NodeSessionFactory(node=services.participant_node_ensure(), status="running")
+    session = NodeSessionFactory(node=accounts_services.participant_node_ensure(), status="running")
     add_lines(session=session, first=1, count=10)
 
     same_count_however_much(
@@ -125,7 +126,7 @@ def test_session_log_page_costs_the_same_for_10_or_1000_lines(
 
 
 def test_run_log_page_costs_the_same_for_10_or_1000_lines(api: Api, django_assert_max_num_queries: Any) -> None:
-    run = FederatedRunFactory(project=services.participant_node_ensure().project, status="running")
+    run = FederatedRunFactory(project=accounts_services.participant_node_ensure().project, status="running")
     add_lines(run=run, first=1, count=10)
 
     same_count_however_much(
@@ -139,7 +140,7 @@ def test_run_log_page_costs_the_same_for_10_or_1000_lines(api: Api, django_asser
 
 # ---------------------------------------------------------------- runs
 def test_run_detail_costs_the_same_for_1_or_100_rounds(api: Api, django_assert_max_num_queries: Any) -> None:
-    run = FederatedRunFactory(project=services.participant_node_ensure().project, status="completed")
+    run = FederatedRunFactory(project=accounts_services.participant_node_ensure().project, status="completed")
     add_rounds(run, 1, 1)
 
     same_count_however_much(
@@ -155,7 +156,7 @@ def test_run_detail_costs_the_same_for_1_or_100_rounds(api: Api, django_assert_m
 def test_active_run_costs_the_same_however_many_rounds_and_past_runs(
     api: Api, django_assert_max_num_queries: Any
 ) -> None:
-    project = services.coordinator_node_ensure().project
+    project = accounts_services.coordinator_node_ensure().project
     run = FederatedRunFactory(project=project, status="running")
     add_rounds(run, 1, 1)
 
@@ -171,9 +172,9 @@ def test_active_run_costs_the_same_however_many_rounds_and_past_runs(
 
 # ---------------------------------------------------------------- health
 def test_coordinator_health_costs_the_same_however_much_history(api: Api, django_assert_max_num_queries: Any) -> None:
-    project = services.coordinator_node_ensure().project
+    project = accounts_services.coordinator_node_ensure().project
     SupervisorHeartbeatFactory()
-    NodeSessionFactory(node=services.coordinator_node_ensure(), kind="superlink", status="running")
+    NodeSessionFactory(node=accounts_services.coordinator_node_ensure(), kind="superlink", status="running")
     FederatedRunFactory(project=project, status="running")
 
     same_count_however_much(
@@ -186,7 +187,7 @@ def test_coordinator_health_costs_the_same_however_much_history(api: Api, django
 
 
 def test_participant_health_costs_the_same_however_much_history(api: Api, django_assert_max_num_queries: Any) -> None:
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     SupervisorHeartbeatFactory()
     NodeSessionFactory(node=node, status="running")
 

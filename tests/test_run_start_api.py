@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from accounts import services as accounts_services
 from accounts.models import AuditEvent
 from orchestration import services
 from orchestration.models import FederatedRun, NodeSession
@@ -32,7 +33,7 @@ def app_dir(settings, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def superlink():
-    coordinator = services.coordinator_node_ensure()
+    coordinator = accounts_services.coordinator_node_ensure()
     return NodeSessionFactory(
         node=coordinator,
         kind="superlink",
@@ -159,7 +160,7 @@ def test_run_start_valid_request_that_no_supervisor_picks_up_answers_503_and_wit
 
 def _superlink_row(*, supervisor_id: object, port: int) -> NodeSession:
     return NodeSessionFactory(
-        node=services.coordinator_node_ensure(),
+        node=accounts_services.coordinator_node_ensure(),
         kind="superlink",
         status="running",
         supervisor_id=supervisor_id,  # the live supervisor's own, so its start-up reconcile leaves it alone
@@ -206,7 +207,7 @@ def test_run_start_whose_flwr_cannot_be_started_answers_502_with_the_cause(
 # ---------------------------------------------------------------- the recorded intent (service)
 @pytest.mark.django_db
 def test_run_request_start_records_app_config_with_run_config_overrides(app_dir, alive, superlink):
-    project = services.project_ensure_default()
+    project = accounts_services.project_ensure_default()
 
     run = services.run_request_start(
         project=project, extra_args=["--run-config", 'num-server-rounds=3 strategy="fedprox"'], label="nightly"
@@ -223,7 +224,7 @@ def test_run_request_start_records_app_config_with_run_config_overrides(app_dir,
 @pytest.mark.django_db
 def test_run_request_start_reads_quoted_run_config_values_with_spaces(app_dir, alive, superlink):
     run = services.run_request_start(
-        project=services.project_ensure_default(),
+        project=accounts_services.project_ensure_default(),
         extra_args=['--run-config=strategy="fedprox" partitioning="dirichlet alpha"', "--run-config", "local-epochs=1"],
     )
 
@@ -245,7 +246,7 @@ def test_run_start_with_no_superlink_answers_409(api_client, alive):
 @pytest.mark.django_db
 @pytest.mark.parametrize("superlink_status", ["requested", "starting", "stopping", "exited", "failed"])
 def test_run_start_with_a_superlink_that_is_not_running_answers_409(api_client, alive, superlink_status):
-    NodeSessionFactory(node=services.coordinator_node_ensure(), kind="superlink", status=superlink_status)
+    NodeSessionFactory(node=accounts_services.coordinator_node_ensure(), kind="superlink", status=superlink_status)
 
     status, _ = _post(api_client, {})
 
@@ -257,7 +258,7 @@ def test_run_start_with_a_superlink_that_is_not_running_answers_409(api_client, 
 @pytest.mark.parametrize("run_status", ["requested", "starting", "running", "stopping"])
 def test_run_start_while_a_run_is_live_answers_409_naming_it(api_client, alive, superlink, run_status):
     live = FederatedRunFactory(
-        project=services.project_ensure_default(), status=run_status, coordinator_session=superlink
+        project=accounts_services.project_ensure_default(), status=run_status, coordinator_session=superlink
     )
 
     status, payload = _post(api_client, {})
@@ -269,7 +270,7 @@ def test_run_start_while_a_run_is_live_answers_409_naming_it(api_client, alive, 
 
 @pytest.mark.django_db
 def test_run_stop_with_nothing_running_answers_409(api_client):
-    FederatedRunFactory(project=services.project_ensure_default(), status="completed")
+    FederatedRunFactory(project=accounts_services.project_ensure_default(), status="completed")
 
     response = api_client.post(STOP, {}, format="json")
 
@@ -279,7 +280,7 @@ def test_run_stop_with_nothing_running_answers_409(api_client):
 
 @pytest.mark.django_db
 def test_run_stop_of_an_unclaimed_run_withdraws_it(api_client):
-    run = FederatedRunFactory(project=services.project_ensure_default(), status="requested")
+    run = FederatedRunFactory(project=accounts_services.project_ensure_default(), status="requested")
 
     response = api_client.post(STOP, {}, format="json")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from orchestration import services
+from accounts import services as accounts_services
 from orchestration.models import NodeSession
 from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.stack import free_port
@@ -170,7 +170,7 @@ def test_superlink_start_with_valid_certificates_waits_then_answers_503_and_leav
 # ---------------------------------------------------------------- conflicts: 409
 @pytest.mark.django_db
 def test_superlink_start_while_a_superlink_is_running_answers_409_naming_it(api_client, alive):
-    coordinator = services.coordinator_node_ensure()
+    coordinator = accounts_services.coordinator_node_ensure()
     running = NodeSessionFactory(node=coordinator, kind="superlink", status="running")
 
     status, payload = _post(api_client, {})
@@ -182,7 +182,7 @@ def test_superlink_start_while_a_superlink_is_running_answers_409_naming_it(api_
 
 @pytest.mark.django_db
 def test_superlink_start_on_a_port_used_by_a_running_supernode_answers_409(api_client, alive):
-    participant = NodeFactory(project=services.coordinator_node_ensure().project, role="participant")
+    participant = NodeFactory(project=accounts_services.coordinator_node_ensure().project, role="participant")
     NodeSessionFactory(
         node=participant, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9556}
     )
@@ -204,7 +204,7 @@ def test_superlink_stop_with_nothing_running_answers_409(api_client):
 
 @pytest.mark.django_db
 def test_superlink_stop_with_an_unclaimed_request_withdraws_it(api_client):
-    coordinator = services.coordinator_node_ensure()
+    coordinator = accounts_services.coordinator_node_ensure()
     requested = NodeSessionFactory(node=coordinator, kind="superlink", status="requested")
 
     response = api_client.post(STOP, {}, format="json")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from orchestration import services
+from accounts import services as accounts_services
 from orchestration.models import NodeSession
 from tests.factories import NodeSessionFactory
 from tests.stack import free_port, free_ports
@@ -135,7 +135,7 @@ def test_supernode_start_with_a_root_certificate_waits_then_answers_503_and_leav
 def test_supernode_request_start_records_host_port_and_node_config_for_the_supervisor(alive):
     from participants.services import supernode_request_start
 
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
 
     session = supernode_request_start(
         node=node, partition_id=1, num_partitions=3, clientappio_api_address="127.0.0.1:9494"
@@ -153,7 +153,7 @@ def test_supernode_request_start_picks_a_free_port_skipping_used_ones(alive, set
 
     base = free_ports(2)
     settings.SUPERNODE_BASE_PORT = base
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     NodeSessionFactory(
         node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": base}
     )
@@ -172,7 +172,7 @@ def test_supernode_request_start_skips_a_port_another_program_holds(alive, setti
     base = free_port()
     settings.SUPERNODE_BASE_PORT = base
     with socket.create_server(("127.0.0.1", base)):
-        session = supernode_request_start(node=services.participant_node_ensure())
+        session = supernode_request_start(node=accounts_services.participant_node_ensure())
 
     assert session.runtime_config["port"] > base
 
@@ -180,7 +180,7 @@ def test_supernode_request_start_skips_a_port_another_program_holds(alive, setti
 # ---------------------------------------------------------------- conflicts: 409
 @pytest.mark.django_db
 def test_supernode_start_on_a_clientappio_port_already_in_use_answers_409(api_client, alive):
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     NodeSessionFactory(
         node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9494}
     )
@@ -202,7 +202,7 @@ def test_supernode_stop_with_nothing_running_answers_409(api_client):
 
 @pytest.mark.django_db
 def test_supernode_stop_with_an_unknown_session_id_answers_409_naming_the_field(api_client):
-    node = services.participant_node_ensure()
+    node = accounts_services.participant_node_ensure()
     NodeSessionFactory(node=node, kind="supernode", status="running")
 
     response = api_client.post(STOP, {"session_id": "00000000-0000-0000-0000-000000000000"}, format="json")

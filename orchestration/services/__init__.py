@@ -7,8 +7,6 @@ through `transitions` (the tables are in `orchestration.states`). Projects and n
 `accounts.services`.
 """
 
-# TEMPORARY while the structure change lands: projects and nodes moved to accounts.services.
-from accounts.services import coordinator_node_ensure, participant_node_ensure, project_ensure_default  # noqa: E402, F401
 from orchestration.services.common import (
     SUPERVISOR_HINT,
     invalid_input,
