@@ -36,13 +36,8 @@ def supernode_request_start(
         sl_host, sl_port = flower.parse_host_port(
             superlink_address or settings.SUPERLINK_ADDRESS, field="superlink_address"
         )
-        root_cert = None
-        if not insecure:
-            if not certificates_path:
-                raise flower.FlowerArgError("certificates_path", "certificates_path is required when insecure is false")
-            root_cert = flower.root_certificate(certificates_path, root=settings.CERTIFICATES_DIR)
-        elif certificates_path:
-            raise flower.FlowerArgError("certificates_path", "certificates_path is only used when insecure is false")
+        tls_path = flower.tls_certificates_path(insecure=insecure, certificates_path=certificates_path)
+        root_cert = flower.root_certificate(tls_path, root=settings.CERTIFICATES_DIR) if tls_path else None
         args = flower.validate_extra_args(extra_args, allowed=flower.SUPERNODE_EXTRA_FLAGS)
         if clientappio_api_address:
             host, port = flower.parse_host_port(clientappio_api_address, field="clientappio_api_address")

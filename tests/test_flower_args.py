@@ -330,3 +330,12 @@ def test_validate_extra_args_accepts_run_config_split_over_several_flags_as_flow
         "--run-config",
         'strategy="fedprox"',
     ]
+
+
+def test_tls_certificates_path_is_required_with_tls_and_refused_without_it():
+    assert flower.tls_certificates_path(insecure=False, certificates_path="superlink") == "superlink"
+    assert flower.tls_certificates_path(insecure=True, certificates_path=None) is None
+    for insecure, path in ((False, None), (False, ""), (True, "superlink")):
+        with pytest.raises(flower.FlowerArgError) as refused:
+            flower.tls_certificates_path(insecure=insecure, certificates_path=path)
+        assert refused.value.field == "certificates_path"

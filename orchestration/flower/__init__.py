@@ -7,6 +7,7 @@ this package, so an upgrade touches one place. Django-free: it receives paths an
 from orchestration.flower.app import (
     CURRENT_RUN_ID_KEY,
     RESERVED_RUN_CONFIG_KEYS,
+    atomic_write,
     read_app_config,
     set_current_run_id,
 )
@@ -24,6 +25,7 @@ from orchestration.flower.args import (
     root_certificate,
     run_config_value,
     server_certificates,
+    tls_certificates_path,
     validate_extra_args,
     validate_supernode_public_key,
 )
@@ -70,6 +72,7 @@ __all__ = [
     "SUPERLINK_EXTRA_FLAGS",
     "SUPERNODE_EXTRA_FLAGS",
     "ServerCertificates",
+    "atomic_write",
     "bin_path",
     "child_env",
     "default_bin_dir",
@@ -95,6 +98,7 @@ __all__ = [
     "supernode_argv",
     "supernode_register_argv",
     "supernode_unregister_argv",
+    "tls_certificates_path",
     "validate_extra_args",
     "validate_supernode_public_key",
     "write_cli_config",

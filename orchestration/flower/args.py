@@ -213,3 +213,14 @@ def validate_supernode_public_key(text: Any, *, field: str = "public_key") -> st
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in {"secp256r1", "secp384r1", "secp521r1"}:
         raise FlowerArgError(field, f"{field} must be an EC key on a NIST curve (P-256, P-384 or P-521)")
     return text.strip()
+
+
+def tls_certificates_path(*, insecure: bool, certificates_path: str | None) -> str | None:
+    """The certificates path a TLS process needs, or None without TLS; a path with insecure is refused."""
+    if not insecure:
+        if not certificates_path:
+            raise FlowerArgError("certificates_path", "certificates_path is required when insecure is false")
+        return certificates_path
+    if certificates_path:
+        raise FlowerArgError("certificates_path", "certificates_path is only used when insecure is false")
+    return None

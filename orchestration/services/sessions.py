@@ -44,13 +44,8 @@ def superlink_request_start(
         raise InvalidInput("only a coordinator node runs a SuperLink", field="node")
     try:
         host, port = flower.parse_host_port(listen_address or settings.SUPERLINK_ADDRESS, field="listen_address")
-        certificates = None
-        if not insecure:
-            if not certificates_path:
-                raise flower.FlowerArgError("certificates_path", "certificates_path is required when insecure is false")
-            certificates = flower.server_certificates(certificates_path, root=settings.CERTIFICATES_DIR)
-        elif certificates_path:
-            raise flower.FlowerArgError("certificates_path", "certificates_path is only used when insecure is false")
+        tls_path = flower.tls_certificates_path(insecure=insecure, certificates_path=certificates_path)
+        certificates = flower.server_certificates(tls_path, root=settings.CERTIFICATES_DIR) if tls_path else None
         args = flower.validate_extra_args(extra_args, allowed=flower.SUPERLINK_EXTRA_FLAGS)
     except flower.FlowerArgError as exc:
         raise invalid_input(exc) from None
