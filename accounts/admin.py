@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
-from accounts.models import ApiToken, AuditEvent, Membership, Node, Project, SupabaseIdentity
+from accounts.models import ApiToken, AuditEvent, Membership, Node, Person, Project
 
 
 @admin.register(Project)
@@ -62,10 +62,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
             services.api_token_revoke(prefix=token.prefix, actor=request.user, via="admin")
 
 
-@admin.register(SupabaseIdentity)
-class SupabaseIdentityAdmin(admin.ModelAdmin):
-    list_display = ("subject", "user", "created_at")
-    search_fields = ("subject", "user__username")
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    """People (table `users`): id is the Supabase user's id (the JWT's `sub`)."""
+
+    list_display = ("email", "display_name", "role", "django_user", "created_at")
+    list_filter = ("role",)
+    search_fields = ("id", "email", "display_name", "django_user__username")
+    readonly_fields = ("created_at", "updated_at")
 
 
 @admin.register(AuditEvent)

@@ -7,3 +7,8 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "accounts"
     verbose_name = "Accounts and roles"
+
+    def ready(self) -> None:
+        from accounts import signals
+
+        signals.connect()

@@ -1,43 +1,15 @@
-"""DRF permission classes over accounts.permissions (the one place the rules live)."""
+"""The API's base view: every control action and every refusal is audited from one place.
+
+Who may do what is decided by accounts.permissions (through orchestration.scoping for the control APIs)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts import permissions, services
 from accounts.services import audit_record
-
-
-class FederationControl(BasePermission):
-    message = "only the project's coordinators may control the SuperLink, runs and enrollments"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return permissions.can_control_federation(request.user, services.project_ensure_default())
-
-
-class ProjectMember(BasePermission):
-    message = "only members of the project may see this"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return permissions.can_view_project(request.user, services.project_ensure_default())
-
-
-class SiteControl(BasePermission):
-    message = "only this site's participant may control its SuperNodes"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return permissions.can_control_node(request.user, services.participant_node_ensure())
-
-
-class SiteView(BasePermission):
-    message = "only this site's participant or the project's coordinators may see this"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return permissions.can_view_node(request.user, services.participant_node_ensure())
 
 
 class AuditedApiView(APIView):

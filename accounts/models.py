@@ -1,7 +1,8 @@
-"""Projects, the nodes that take part in them, and the people behind them: who may see what.
+"""People, projects, the nodes that take part in them, and who may see what.
 
-`projects` and `nodes` are part of db/schema.sql (the Supabase schema); memberships, tokens,
-identities and the audit log are Django-side only.
+`users`, `projects` and `nodes` are a superset of the dashboard's Supabase schema
+(../shared/seed-dashboard/schema.sql): every column there exists here with a compatible type,
+nullability and default. Explicit grants, tokens, refresh tokens and the audit log are FedML's own.
 """
 
 from __future__ import annotations
@@ -13,20 +14,72 @@ from django.db import models
 from django.db.models import Q
 
 
-class Project(models.Model):
+class UserRole(models.TextChoices):
+    ADMIN = "admin"
+    CLIENT = "client"
+
+
+class Person(models.Model):
+    """Someone who signs in (table `users`): `id` is the auth user's id, the Supabase JWT's `sub`.
+
+    Linked to a Django user, which carries the password (embedded sign-in) and staff flags.
+    FedML's own users get a row with a fresh id.
+    """
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    slug = models.SlugField(max_length=100, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True, default="")
-    config = models.JSONField(blank=True, default=dict)
+    role = models.TextField(choices=UserRole.choices, default=UserRole.CLIENT)
+    email = models.TextField(null=True, blank=True)
+    display_name = models.TextField(null=True, blank=True)
+    metadata = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    django_user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="person"
+    )
+
+    class Meta:
+        db_table = "users"
+        ordering = ["email"]
+        verbose_name = "person"
+        constraints = [models.CheckConstraint(condition=Q(role__in=UserRole.values), name="users_role_check")]
+
+    def __str__(self) -> str:
+        return self.email or self.display_name or str(self.id)
+
+
+class JoinPolicy(models.TextChoices):
+    OPEN = "open"  # a participant who joins takes part at once (the dashboard's behaviour)
+    APPROVAL = "approval"  # a coordinator approves or refuses each join
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.TextField(unique=True)
+    name = models.TextField()
+    description = models.TextField(null=True, blank=True)
+    config = models.JSONField(blank=True, default=dict)
+    created_by = models.ForeignKey(
+        Person,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_column="created_by",
+        db_index=False,  # idx_projects_created_by below, named as in the Supabase schema
+        related_name="created_projects",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    join_policy = models.TextField(choices=JoinPolicy.choices, default=JoinPolicy.OPEN)
     # Last ProjectEvent.seq handed out; the row lock on this update orders concurrent writers.
     event_seq = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "projects"
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(join_policy__in=JoinPolicy.values), name="projects_join_policy_check"),
+        ]
+        indexes = [models.Index(fields=["created_by"], name="idx_projects_created_by")]
 
     def __str__(self) -> str:
         return self.slug
@@ -37,21 +90,50 @@ class NodeRole(models.TextChoices):
     PARTICIPANT = "participant"
 
 
+class JoinStatus(models.TextChoices):
+    APPROVED = "approved"
+    PENDING = "pending"  # waiting for a coordinator (projects with the approval policy)
+    REFUSED = "refused"
+
+
+class NodeQuerySet(models.QuerySet["Node"]):
+    def approved(self) -> NodeQuerySet:
+        return self.filter(join_status=JoinStatus.APPROVED)
+
+
 class Node(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="nodes")
-    external_id = models.CharField(max_length=200, unique=True)
-    role = models.CharField(max_length=20, choices=NodeRole.choices)
-    display_name = models.CharField(max_length=200, blank=True, default="")
+    # Whose node it is: the project's coordinators and participants are these people.
+    user = models.ForeignKey(
+        Person, on_delete=models.SET_NULL, null=True, blank=True, db_index=False, related_name="nodes"
+    )
+    external_id = models.TextField(unique=True)
+    role = models.TextField(choices=NodeRole.choices)
+    display_name = models.TextField(null=True, blank=True)
     metadata = models.JSONField(blank=True, default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    join_status = models.TextField(choices=JoinStatus.choices, default=JoinStatus.APPROVED)
+
+    objects = NodeQuerySet.as_manager()
 
     class Meta:
         db_table = "nodes"
         ordering = ["external_id"]
         constraints = [
             models.CheckConstraint(condition=Q(role__in=NodeRole.values), name="nodes_role_check"),
+            models.CheckConstraint(condition=Q(join_status__in=JoinStatus.values), name="nodes_join_status_check"),
+            # Joining is idempotent: one participant node per person per project, whatever the race.
+            models.UniqueConstraint(
+                fields=["project", "user"],
+                condition=Q(role=NodeRole.PARTICIPANT) & Q(user__isnull=False),
+                name="nodes_one_participant_node_per_user",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "role"], name="idx_nodes_project_role"),
+            models.Index(fields=["user"], name="idx_nodes_user"),
         ]
 
     def __str__(self) -> str:
@@ -59,7 +141,9 @@ class Node(models.Model):
 
 
 class Membership(models.Model):
-    """A user's role in a project. A participant is bound to its node."""
+    """An explicit grant of a role in a project (the admin's), besides the owners of its nodes.
+
+    A participant is bound to its node."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
@@ -100,18 +184,22 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
-class SupabaseIdentity(models.Model):
-    """Maps a Supabase Auth user (the JWT's `sub`) to a FedML user."""
+class RefreshToken(models.Model):
+    """A refresh token of FedML's embedded sign-in (Supabase Auth's grant); only its hash is kept.
 
-    subject = models.CharField(max_length=200, unique=True)
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="supabase_identity")
+    Each refresh revokes the token it used and issues its child, as Supabase Auth does."""
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="refresh_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        db_table = "supabase_identities"
+        db_table = "auth_refresh_tokens"
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.subject} -> {self.user}"
+        return f"refresh token of {self.person}"
 
 
 class AuditEvent(models.Model):

@@ -1,85 +1,116 @@
-"""The one place that says who may see which session, run and project.
+"""The one place that says who may see and do what, in which project.
 
-Used by websocket consumers now; the security issue routes the API and the admin through it too.
-Staff see everything. A coordinator member sees everything in its project. A participant member
-sees its own node's sessions, the runs of its project and their aggregated metrics only.
+A person's standing in a project comes from the nodes they own there (the owner of a coordinator
+node is a coordinator; the owner of an approved participant node is that node's participant) and
+from explicit grants (Membership, set in the admin). Staff see and do everything. A coordinator
+sees and controls everything in its project. A participant sees its project, its runs and their
+aggregated metrics, and only its own nodes' sessions; it controls only its own nodes' SuperNodes.
+Used by DRF, the consumers, the admin and the commands.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from accounts.models import Membership, Node, NodeRole, Project
 
 
-def _membership(user: Any, project_id: Any) -> Membership | None:
-    if not getattr(user, "is_authenticated", False):
-        return None
-    return Membership.objects.filter(user=user, project_id=project_id).first()
+@dataclass(frozen=True)
+class Standing:
+    coordinator: bool
+    participant_node_ids: frozenset[Any]
+
+    @property
+    def role(self) -> str:
+        return NodeRole.COORDINATOR if self.coordinator else NodeRole.PARTICIPANT
 
 
 def is_staff(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and (user.is_staff or user.is_superuser))
 
 
+def standing(user: Any, project_id: Any) -> Standing | None:
+    """The user's standing in a project, or None. Cached on the user object (one request)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    cache: dict[str, Standing | None] = user.__dict__.setdefault("_fedml_standing", {})
+    key = str(project_id)
+    if key not in cache:
+        # One query: explicit grants, and the approved nodes the user owns.
+        granted = Membership.objects.filter(user=user, project_id=project_id).order_by().values_list("role", "node_id")
+        owned = (
+            Node.objects.approved()
+            .filter(project_id=project_id, user__django_user=user)
+            .order_by()
+            .values_list("role", "pk")
+        )
+        roles = list(granted.union(owned, all=True))
+        coordinator = any(role == NodeRole.COORDINATOR for role, _ in roles)
+        nodes = frozenset(node for role, node in roles if role == NodeRole.PARTICIPANT and node is not None)
+        cache[key] = Standing(coordinator, nodes) if coordinator or nodes else None
+    return cache[key]
+
+
+def forget_standing(user: Any) -> None:
+    """After a change of grants or nodes within the same request."""
+    user.__dict__.pop("_fedml_standing", None)
+
+
 def can_view_project(user: Any, project: Project) -> bool:
-    return is_staff(user) or _membership(user, project.pk) is not None
+    return is_staff(user) or standing(user, project.pk) is not None
 
 
 def can_view_session(user: Any, session: Any) -> bool:
     """`session`: a node session (anything with `node`); kept untyped so accounts needs no orchestration import."""
     if is_staff(user):
         return True
-    membership = _membership(user, session.node.project_id)
-    if membership is None:
-        return False
-    return membership.role == NodeRole.COORDINATOR or membership.node_id == session.node_id
+    found = standing(user, session.node.project_id)
+    return found is not None and (found.coordinator or session.node_id in found.participant_node_ids)
 
 
 def can_view_run(user: Any, run: Any) -> bool:
-    """`run`: a federated run (anything with `project`)."""
-    return can_view_project(user, run.project)
+    """`run`: a federated run (anything with `project_id`)."""
+    return is_staff(user) or standing(user, run.project_id) is not None
 
 
 def can_view_per_node_metrics(user: Any, project: Project) -> bool:
     if is_staff(user):
         return True
-    membership = _membership(user, project.pk)
-    return membership is not None and membership.role == NodeRole.COORDINATOR
+    found = standing(user, project.pk)
+    return found is not None and found.coordinator
 
 
-def visible_node_id(user: Any, project: Project) -> Any | None:
-    """None: sees every node's sessions; otherwise the one node whose sessions it may see."""
+def visible_node_ids(user: Any, project: Project) -> frozenset[Any] | None:
+    """None: sees every node's sessions; otherwise the nodes whose sessions it may see."""
     if is_staff(user):
         return None
-    membership = _membership(user, project.pk)
-    if membership is None or membership.role == NodeRole.COORDINATOR:
-        return None
-    return membership.node_id
+    found = standing(user, project.pk)
+    if found is None:
+        return frozenset()
+    return None if found.coordinator else found.participant_node_ids
 
 
 def membership_role(user: Any, project: Project) -> str | None:
-    membership = _membership(user, project.pk)
-    return membership.role if membership else None
+    found = standing(user, project.pk)
+    return found.role if found else None
 
 
 def can_control_federation(user: Any, project: Project) -> bool:
-    """SuperLink, runs and enrollments: staff or the project's coordinators."""
+    """SuperLink, runs, enrollments and joins: staff or the project's coordinators."""
     return is_staff(user) or membership_role(user, project) == NodeRole.COORDINATOR
 
 
 def can_view_node(user: Any, node: Node) -> bool:
     if is_staff(user):
         return True
-    membership = _membership(user, node.project_id)
-    if membership is None:
-        return False
-    return membership.role == NodeRole.COORDINATOR or membership.node_id == node.pk
+    found = standing(user, node.project_id)
+    return found is not None and (found.coordinator or node.pk in found.participant_node_ids)
 
 
 def can_control_node(user: Any, node: Node) -> bool:
-    """A node's SuperNodes: staff or the participant bound to that node (never another site)."""
+    """A node's SuperNodes: staff or the participant of that node (never another site)."""
     if is_staff(user):
         return True
-    membership = _membership(user, node.project_id)
-    return membership is not None and membership.role == NodeRole.PARTICIPANT and membership.node_id == node.pk
+    found = standing(user, node.project_id)
+    return found is not None and node.pk in found.participant_node_ids

@@ -27,3 +27,7 @@ class Conflict(ApplicationError):
 
 class SupervisorUnavailable(ApplicationError):
     status_code = 503
+
+
+class Forbidden(ApplicationError):
+    status_code = 403

@@ -67,3 +67,11 @@ class ExtraArgs(serializers.ListField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(required=False, max_length=32, default=list, **kwargs)
+
+
+class ScopedInput(StrictSerializer):
+    """A control request may name its project and say whose it is (the dashboard does);
+    `user_id` is checked against the caller, never trusted (orchestration.scoping)."""
+
+    project_id = serializers.UUIDField(required=False, allow_null=True)
+    user_id = serializers.UUIDField(required=False, allow_null=True)

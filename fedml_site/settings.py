@@ -69,6 +69,14 @@ def _path(name: str, default: Path) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+def _port_range(name: str, default: str) -> tuple[int, int]:
+    raw = env.str(name, default=default).strip()
+    match = re.fullmatch(r"(\d{1,5})-(\d{1,5})", raw)
+    if not match or not 0 < int(match.group(1)) <= int(match.group(2)) < 65536:
+        raise ImproperlyConfigured(f"{name} must be a port range like 9200-9299, got {raw!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def _origins(name: str) -> list[str]:
     origins = [o.strip() for o in env.str(name, default="").split(",") if o.strip()]
     for origin in origins:
@@ -149,6 +157,29 @@ if SUPABASE_JWKS_URL and urlparse(SUPABASE_JWKS_URL).scheme != "https":
 SUPABASE_KEY = env.str("SUPABASE_KEY", default="")
 if SUPABASE_URL and urlparse(SUPABASE_URL).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(f"SUPABASE_URL must be an http(s) URL, got {SUPABASE_URL!r}")
+# A verified token for a subject FedML has not seen creates that person (and a Django user).
+SUPABASE_AUTO_PROVISION = _bool("SUPABASE_AUTO_PROVISION", True)
+# The dashboard's Supabase session cookie (`sb-<ref>-auth-token`) is accepted when FedML is reached
+# on the dashboard's origin; unsafe methods it authenticates need an Origin listed here.
+DASHBOARD_ORIGINS = _origins("FEDML_DASHBOARD_ORIGINS")
+# FedML can serve the part of Supabase Auth's HTTP API the dashboard signs in with (/auth/v1/...)
+# for its own users, issuing HS256 tokens with SUPABASE_JWT_SECRET. Off unless enabled.
+EMBEDDED_AUTH = _bool("FEDML_EMBEDDED_AUTH", False)
+EMBEDDED_AUTH_TOKEN_SECONDS = _int("FEDML_EMBEDDED_AUTH_TOKEN_SECONDS", 3600, minimum=60, maximum=86400)
+if EMBEDDED_AUTH and (len(SUPABASE_JWT_SECRET) < 32 or SUPABASE_JWKS_URL):
+    raise ImproperlyConfigured(
+        "FEDML_EMBEDDED_AUTH needs SUPABASE_JWT_SECRET (at least 32 characters) and no SUPABASE_JWKS_URL"
+    )
+# Who may create projects: any signed-in person (the dashboard's behaviour) or admins only.
+PROJECT_CREATORS = env.str("FEDML_PROJECT_CREATORS", default="any").strip()
+if PROJECT_CREATORS not in {"any", "admin"}:
+    raise ImproperlyConfigured(f"FEDML_PROJECT_CREATORS must be 'any' or 'admin', got {PROJECT_CREATORS!r}")
+# Which work a supervisor claims: every project (one host runs them all) or only the configured nodes.
+SUPERVISOR_SCOPE = env.str("FEDML_SUPERVISOR_SCOPE", default="all").strip()
+if SUPERVISOR_SCOPE not in {"all", "configured"}:
+    raise ImproperlyConfigured(f"FEDML_SUPERVISOR_SCOPE must be 'all' or 'configured', got {SUPERVISOR_SCOPE!r}")
+# Projects other than the default get SuperLink ports from this range (first free port).
+SUPERLINK_PORT_RANGE = _port_range("FEDML_SUPERLINK_PORT_RANGE", "9200-9299")
 
 # --- Django -----------------------------------------------------------------
 INSTALLED_APPS = [
@@ -168,6 +199,7 @@ INSTALLED_APPS = [
     "accounts",
     "orchestration",
     "participants",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -269,6 +301,8 @@ REST_FRAMEWORK = {
     # Bearer first: its WWW-Authenticate header makes unauthenticated requests a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.BearerAuthentication",
+        # The dashboard's Supabase session cookie; unsafe methods need a dashboard Origin.
+        "accounts.authentication.SupabaseCookieAuthentication",
         "rest_framework.authentication.SessionAuthentication",  # enforces CSRF
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

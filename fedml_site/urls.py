@@ -25,4 +25,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/coordinator/", include("orchestration.urls")),
     path("api/participant/", include("participants.urls")),
+    # Embedded Supabase Auth (GoTrue's /auth/v1/...), 404 unless FEDML_EMBEDDED_AUTH.
+    path("auth/v1/", include("accounts.gotrue_urls")),
+    # The dashboard's data routes (its own origin's /api/admin and /api/client, rewritten to FedML).
+    path("api/", include("portal.urls")),
 ]

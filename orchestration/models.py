@@ -52,7 +52,7 @@ class NodeSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="sessions")
     kind = models.CharField(max_length=20, choices=SessionKind.choices)
-    status = models.CharField(max_length=20, choices=SessionStatus.choices, default=SessionStatus.REQUESTED)
+    status = models.TextField(choices=SessionStatus.choices, default=SessionStatus.REQUESTED)
     pid = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -97,8 +97,8 @@ class FederatedRun(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.REQUESTED)
-    label = models.CharField(max_length=200, blank=True, default="")
+    status = models.TextField(choices=RunStatus.choices, default=RunStatus.REQUESTED)
+    label = models.TextField(null=True, blank=True)
     config = models.JSONField(blank=True, default=dict)
     coordinator_session = models.ForeignKey(
         NodeSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
@@ -124,7 +124,10 @@ class FederatedRun(models.Model):
     class Meta:
         db_table = "federated_runs"
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status"], name="federated_runs_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="federated_runs_status_idx"),
+            models.Index(fields=["project", "status"], name="idx_runs_project_status"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="federated_runs_status_check"),
             # One live run per project at a time.

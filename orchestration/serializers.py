@@ -58,16 +58,24 @@ def run_event_output(run: FederatedRun) -> dict[str, Any]:
     }
 
 
-def run_info_output(run: FederatedRun) -> dict[str, Any]:
-    """The live run as the coordinator's health shows it."""
+def pid_text(pid: int | None) -> str | None:
+    """The dashboard's types.ts has control responses' pids as strings."""
+    return None if pid is None else str(pid)
+
+
+def run_info_output(run: FederatedRun, *, coordinator: Any = None) -> dict[str, Any]:
+    """The live run as the coordinator's health shows it (the dashboard's RunInfo)."""
     return {
         "federation_name": run.federation_name,
         "started_at": iso(run.started_at),
-        "pid": run.pid,
+        "pid": pid_text(run.pid),
         "log_path": run.log_path or None,
         "run_id": str(run.id),
         "flower_run_id": run.flower_run_id or None,
         "status": run.status,
+        "project_id": str(run.project_id),
+        "coordinator_node_id": str(coordinator.id) if coordinator is not None else None,
+        "user_id": str(coordinator.user_id) if coordinator is not None and coordinator.user_id else None,
     }
 
 

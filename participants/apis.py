@@ -1,31 +1,88 @@
-"""Participant HTTP API: the SuperNodes of this site."""
+"""Participant HTTP API: the SuperNodes of a site (a participant node), for the project and node
+the request names or the caller's own (orchestration.scoping)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import services as accounts_services
-from accounts.drf import AuditedApiView, SiteControl, SiteView
-from core.fields import ExtraArgs, StrictBoolean, StrictChar, StrictInteger, StrictSerializer
+from accounts import permissions as access
+from accounts.drf import AuditedApiView
+from core.errors import Forbidden
+from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar, StrictInteger
 from core.openapi import documented
+from orchestration import scoping, waits
 from orchestration import selectors as orchestration_selectors
-from orchestration import services as orchestration_services
-from orchestration import waits
 from orchestration.models import SessionStatus
 from orchestration.runtime_config import supernode_config
-from orchestration.serializers import iso, session_output
+from orchestration.serializers import iso, pid_text, session_output
 from participants import keys, selectors, services
 
 
-class ParticipantHealthApi(AuditedApiView):
-    permission_classes = [SiteView]
+def _site(request: Request, data: dict[str, Any] | None = None, *, control: bool) -> scoping.Scope | None:
+    """The site a request is about: from the body (`data`, consumed) or the query string."""
+    source: Any = data if data is not None else request.query_params
+    if data is not None:
+        scoping.check_user_id(request.user, data.pop("user_id", None))
+    return scoping.site_scope(
+        user=request.user,
+        project_id=source.pop("project_id", None) if data is not None else source.get("project_id"),
+        node_id=source.pop("node_id", None) if data is not None else source.get("node_id"),
+        control=control,
+    )
 
-    @documented(ok={200: "this site's SuperNodes and supervisor liveness"}, errors=())
+
+def _controlled_site(request: Request, data: dict[str, Any] | None = None) -> Any:
+    scope = _site(request, data, control=True)
+    assert scope is not None  # control=True raises instead
+    return scope.node
+
+
+def _body(serializer: type[ScopedInput], request: Request) -> dict[str, Any]:
+    data = serializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    return dict(data.validated_data)
+
+
+def _visible_supernode(request: Request, session_id: str) -> Any:
+    """A SuperNode session of a project the caller may see (another project's is not found)."""
+    session = orchestration_selectors.session_get(session_id=session_id)
+    if session is None or session.kind != "supernode":
+        return None
+    return session if access.can_view_project(request.user, session.node.project) else None
+
+
+class SiteInput(ScopedInput):
+    class Meta:
+        ref_name = "SiteInput"  # a unique OpenAPI component name
+
+    node_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+class ParticipantHealthApi(AuditedApiView):
+    @documented(ok={200: "this site's SuperNodes and supervisor liveness"}, errors=(400, 404))
     def get(self, request: Request) -> Response:
-        node = accounts_services.participant_node_ensure()
+        scope = _site(request, control=False)
+        if scope is None:  # signed in, but no node in any project yet
+            return Response(
+                {
+                    "status": "ok",
+                    "supernode_running": False,
+                    "started_at": None,
+                    "log_path": None,
+                    "session_id": None,
+                    "project_id": None,
+                    "node_id": None,
+                    "user_id": None,
+                    "supernodes": [],
+                    **orchestration_selectors.supervisor_status(),
+                }
+            )
+        node = scope.node
         live = list(selectors.session_live_supernodes(node=node))
         current = live[0] if live else selectors.supernode_latest(node=node)
         running = [s for s in live if s.status == SessionStatus.RUNNING]
@@ -38,6 +95,8 @@ class ParticipantHealthApi(AuditedApiView):
                 "session_id": str(current.id) if current else None,
                 "project_id": str(node.project_id),
                 "node_id": str(node.id),
+                "user_id": str(node.user_id) if node.user_id else None,
+                "pid": pid_text(current.pid) if current else None,
                 "supernodes": [session_output(s) for s in live],
                 **orchestration_selectors.supervisor_status(),
             }
@@ -45,10 +104,9 @@ class ParticipantHealthApi(AuditedApiView):
 
 
 class SupernodeStartApi(AuditedApiView):
-    permission_classes = [SiteControl]
     audit_action = "supernode.start"
 
-    class InputSerializer(StrictSerializer):
+    class InputSerializer(SiteInput):
         class Meta:
             ref_name = "SupernodeStartInput"  # a unique OpenAPI component name
 
@@ -61,22 +119,25 @@ class SupernodeStartApi(AuditedApiView):
         extra_args = ExtraArgs()
 
     @documented(
-        ok={201: "started: status, pid, log_path, session_id"}, errors=(400, 409, 502, 503), request=InputSerializer
+        ok={201: "started: status, pid, log_path, session_id"},
+        errors=(400, 403, 404, 409, 502, 503),
+        request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        node = accounts_services.participant_node_ensure()
-        session = services.supernode_request_start(node=node, **data.validated_data)
+        data = _body(self.InputSerializer, request)
+        node = _controlled_site(request, data)
+        session = services.supernode_request_start(node=node, **data)
         session = waits.session_wait_spawned(session_id=session.id)
         # 502 only when the SuperNode failed to start (not when a stop overtook the answer).
         ok = session.status not in (SessionStatus.FAILED, SessionStatus.LOST)
         return Response(
             {
                 "status": "started" if session.status == SessionStatus.RUNNING else session.status,
-                "pid": session.pid,
+                "pid": pid_text(session.pid),
                 "log_path": session.log_path or None,
                 "session_id": str(session.id),
+                "project_id": str(node.project_id),
+                "node_id": str(node.id),
                 "clientappio_api_address": supernode_config(session).clientappio_api_address,
                 "detail": session.status_detail or None,
             },
@@ -85,21 +146,19 @@ class SupernodeStartApi(AuditedApiView):
 
 
 class SupernodeStopApi(AuditedApiView):
-    permission_classes = [SiteControl]
     audit_action = "supernode.stop"
 
-    class InputSerializer(StrictSerializer):
+    class InputSerializer(SiteInput):
         class Meta:
             ref_name = "SupernodeStopInput"  # a unique OpenAPI component name
 
         session_id = serializers.UUIDField(required=False, allow_null=True)
 
-    @documented(ok={200: "stopped or stopping"}, errors=(400, 409), request=InputSerializer)
+    @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409), request=InputSerializer)
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data or {})
-        data.is_valid(raise_exception=True)
-        node = accounts_services.participant_node_ensure()
-        sessions = services.supernode_request_stop(node=node, session_id=data.validated_data.get("session_id"))
+        data = _body(self.InputSerializer, request)
+        node = _controlled_site(request, data)
+        sessions = services.supernode_request_stop(node=node, session_id=data.get("session_id"))
         ended = [waits.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS) for s in sessions]
         return Response(
             {
@@ -111,31 +170,37 @@ class SupernodeStopApi(AuditedApiView):
 
 
 class SupernodeListApi(AuditedApiView):
-    permission_classes = [SiteView]
-
-    @documented(ok={200: "{supernodes: [...]}"}, errors=(), operation_id="participant_supernodes_list")
+    @documented(ok={200: "{supernodes: [...]}"}, errors=(400, 404), operation_id="participant_supernodes_list")
     def get(self, request: Request) -> Response:
-        node = accounts_services.participant_node_ensure()
+        scope = _site(request, control=False)
+        if scope is None:
+            return Response({"supernodes": []})
+        node = scope.node
         return Response({"supernodes": [session_output(s) for s in selectors.session_live_supernodes(node=node)]})
 
 
 class SupernodeDetailApi(AuditedApiView):
-    permission_classes = [SiteView]
-
     @documented(ok={200: "one SuperNode session"}, errors=(404,))
     def get(self, request: Request, session_id: str) -> Response:
-        node = accounts_services.participant_node_ensure()
-        session = orchestration_services.session_get_or_404(session_id=session_id, node=node)
+        session = _visible_supernode(request, session_id)
+        if session is None:
+            return Response({"detail": f"session {session_id} not found", "field": "session_id"}, status=404)
+        if not access.can_view_session(request.user, session):
+            self.permission_denied(request, message="only this site's participant or the project's coordinators")
         return Response(session_output(session))
 
 
 class SupernodeSessionStopApi(AuditedApiView):
-    permission_classes = [SiteControl]
     audit_action = "supernode.stop"
 
-    @documented(ok={200: "stopped or stopping"}, errors=(404, 409), request=None)
+    @documented(ok={200: "stopped or stopping"}, errors=(403, 404, 409), request=None)
     def post(self, request: Request, session_id: str) -> Response:
-        node = accounts_services.participant_node_ensure()
+        session = _visible_supernode(request, session_id)
+        if session is None:
+            return Response({"detail": f"session {session_id} not found", "field": "session_id"}, status=404)
+        if not access.can_control_node(request.user, session.node):
+            raise Forbidden("only this site's participant may control its SuperNodes")
+        node = session.node
         sessions = services.supernode_request_stop(node=node, session_id=session_id)
         session = waits.session_wait_ended(session_id=sessions[0].id, timeout=settings.START_WAIT_SECONDS)
         return Response(
@@ -152,10 +217,9 @@ class SupernodeKeyApi(AuditedApiView):
     Give the returned public key to the coordinator (POST /api/coordinator/nodes/<node_id>/enroll).
     """
 
-    permission_classes = [SiteControl]
     audit_action = "supernode.keys"
 
-    @documented(ok={200: "{node_id, public_key}"}, errors=(), request=None)
+    @documented(ok={200: "{node_id, public_key}"}, errors=(400, 403, 404), request=SiteInput)
     def post(self, request: Request) -> Response:
-        node = accounts_services.participant_node_ensure()
+        node = _controlled_site(request, _body(SiteInput, request))
         return Response({"node_id": str(node.pk), "public_key": keys.keypair_ensure(node)})

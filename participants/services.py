@@ -10,12 +10,26 @@ from django.db import transaction
 from core.errors import Conflict, InvalidInput
 from orchestration import flower, procs, selectors
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
-from orchestration.runtime_config import SupernodeConfig
+from orchestration.runtime_config import SupernodeConfig, superlink_config
 from orchestration.services import invalid_input, session_event_emit, session_request_stop, supervisor_require_alive
 from participants import keys
 
 
 @transaction.atomic
+def _project_superlink_address(node: Node) -> str:
+    """Where a SuperNode dials when the request names no address: its project's SuperLink on this
+    deployment, else (the default project only) the configured SUPERLINK_ADDRESS."""
+    link = selectors.session_live_superlink(project=node.project)
+    if link is not None:
+        return superlink_config(link).connect_address
+    if node.project.slug == settings.PROJECT_SLUG:
+        return settings.SUPERLINK_ADDRESS
+    raise InvalidInput(
+        f"superlink_address is required: project {node.project.slug} has no SuperLink running here",
+        field="superlink_address",
+    )
+
+
 def supernode_request_start(
     *,
     node: Node,
@@ -34,7 +48,7 @@ def supernode_request_start(
         raise InvalidInput("partition_id must be between 0 and num_partitions - 1", field="partition_id")
     try:
         sl_host, sl_port = flower.parse_host_port(
-            superlink_address or settings.SUPERLINK_ADDRESS, field="superlink_address"
+            superlink_address or _project_superlink_address(node), field="superlink_address"
         )
         tls_path = flower.tls_certificates_path(insecure=insecure, certificates_path=certificates_path)
         root_cert = flower.root_certificate(tls_path, root=settings.CERTIFICATES_DIR) if tls_path else None

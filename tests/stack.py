@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,23 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db.get('USER') or 'postgres'}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def postgres_database(server: str | None = None) -> Iterator[str]:
+    """A new, empty PostgreSQL database of the test's own on `server` (default $FEDML_TEST_POSTGRES or
+    postgres://postgres@127.0.0.1:5432): yields its URL, and drops it afterwards, whoever is still connected."""
+    import psycopg
+
+    server = (server or os.environ.get("FEDML_TEST_POSTGRES") or "postgres://postgres@127.0.0.1:5432").rstrip("/")
+    name = f"fedml_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
@@ -132,7 +150,9 @@ class Stack:
     def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         return self.request("POST", path, body or {})
 
-    def manage(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, timeout: float = 600, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(  # noqa: S603
             [sys.executable, str(ROOT / "manage.py"), *args],
             env=self.env,
@@ -140,6 +160,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -232,16 +253,25 @@ class Stack:
         """Stop whatever a test left running, through the API, and wait until nothing runs."""
         from orchestration.models import FederatedRun, NodeSession
 
-        def stop(path: str) -> None:
-            status, body = self.post(path)
-            assert status in (200, 409), (path, status, body)  # 409: nothing of that kind is live
+        def stop(path: str, project: str = "", node_id: str = "") -> None:
+            body = {k: v for k, v in (("project_id", project), ("node_id", node_id)) if v}
+            status, answer = self.post(path, body)
+            assert status in (200, 409), (path, status, answer)  # 409: nothing of that kind is live
 
-        stop("/api/coordinator/runs/stop")  # first, while its SuperLink can still pass `flwr stop` on
+        # Every project's: first the runs, while their SuperLinks can still pass `flwr stop` on.
+        projects = {
+            str(p) for p in FederatedRun.objects.filter(ended_at__isnull=True).values_list("project_id", flat=True)
+        }
+        for project in sorted(projects) or [""]:
+            stop("/api/coordinator/runs/stop", project)
         wait_until(
             lambda: not FederatedRun.objects.filter(ended_at__isnull=True).exists(), timeout=120, message="run ended"
         )
-        stop("/api/participant/supernode/stop")
-        stop("/api/coordinator/superlink/stop")
+        live = NodeSession.objects.filter(ended_at__isnull=True).select_related("node")
+        for node in sorted({str(s.node_id) for s in live if s.kind == "supernode"}) or [""]:
+            stop("/api/participant/supernode/stop", node_id=node)
+        for project in sorted({str(s.node.project_id) for s in live if s.kind == "superlink"}) or [""]:
+            stop("/api/coordinator/superlink/stop", project)
         wait_until(
             lambda: not NodeSession.objects.filter(ended_at__isnull=True).exists(),
             timeout=120,

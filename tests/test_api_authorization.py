@@ -1,6 +1,6 @@
 """Who may do what: every HTTP endpoint against anonymous, participant A (this site's node),
 participant B (another site of the project), coordinator and staff. Refusals change nothing
-and are audited."""
+and are audited. A participant endpoint that names no node acts on the caller's own site."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.django_db
 
 IDENTITIES = ["anonymous", "participant_a", "participant_b", "coordinator", "staff"]
 READ, SITE_READ, SITE_CONTROL, CONTROL = "read", "site_read", "site_control", "control"
+OWN_SITE_CONTROL, NAMED_SITE_A = "own_site_control", "named_site_a"
 
 # Who is allowed, by kind of endpoint.
 ALLOWED = {
@@ -28,7 +29,11 @@ ALLOWED = {
     SITE_READ: {"participant_a", "coordinator", "staff"},
     SITE_CONTROL: {"participant_a", "staff"},
     CONTROL: {"coordinator", "staff"},
+    OWN_SITE_CONTROL: {"participant_a", "participant_b", "staff"},  # each on its own site
+    NAMED_SITE_A: {"participant_a", "staff"},
 }
+# Refusals by kind: naming another site's node is "not found" to a participant of another site.
+REFUSAL = {NAMED_SITE_A: {"participant_b": 404}}
 
 
 @pytest.fixture
@@ -68,13 +73,14 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict | None, str]]:
         ("post", "/api/coordinator/runs/stop", {}, CONTROL),
         ("post", f"/api/coordinator/nodes/{site}/enroll", {"public_key": "x"}, CONTROL),
         ("post", f"/api/coordinator/nodes/{site}/revoke", {}, CONTROL),
-        ("get", "/api/participant/health", None, SITE_READ),
-        ("get", "/api/participant/supernodes", None, SITE_READ),
+        ("get", "/api/participant/health", None, READ),  # each caller's own site (or nothing)
+        ("get", "/api/participant/supernodes", None, READ),
         ("get", f"/api/participant/supernodes/{a}", None, SITE_READ),
-        ("post", "/api/participant/supernode/start", {}, SITE_CONTROL),
-        ("post", "/api/participant/supernode/stop", {}, SITE_CONTROL),
+        ("post", "/api/participant/supernode/start", {}, OWN_SITE_CONTROL),
+        ("post", "/api/participant/supernode/stop", {}, OWN_SITE_CONTROL),
         ("post", f"/api/participant/supernodes/{a}/stop", {}, SITE_CONTROL),
-        ("post", "/api/participant/supernode/keys", {}, SITE_CONTROL),
+        ("post", "/api/participant/supernode/keys", {}, OWN_SITE_CONTROL),
+        ("post", "/api/participant/supernode/keys", {"node_id": str(site)}, NAMED_SITE_A),
         ("get", f"/api/coordinator/sessions/{b}/logs", None, "session_b"),
     ]
 
@@ -108,10 +114,11 @@ def test_every_endpoint_gives_each_identity_exactly_what_the_role_model_says(
         if allowed:
             assert response.status_code not in (401, 403), (identity, path, response.status_code)
         else:
-            expected = 401 if identity == "anonymous" else 403
+            expected = 401 if identity == "anonymous" else REFUSAL.get(kind, {}).get(identity, 403)
             assert response.status_code == expected, (identity, path, response.status_code)
             assert _state() == before, (identity, path)
-            assert AuditEvent.objects.filter(outcome="denied").count() == denied_before + 1, (identity, path)
+            if expected != 404:
+                assert AuditEvent.objects.filter(outcome="denied").count() == denied_before + 1, (identity, path)
 
 
 def test_participants_see_aggregated_round_metrics_only(world: dict[str, Any]) -> None:

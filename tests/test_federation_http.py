@@ -31,7 +31,7 @@ def test_three_round_run_through_http_api_completes_with_metrics_logs_and_closed
         "/api/coordinator/superlink/start", {"listen_address": f"127.0.0.1:{stack.superlink_port}"}
     )
     assert status == 201, body
-    assert body["pid"] > 0 and body["log_path"].endswith("superlink.log")
+    assert int(body["pid"]) > 0 and body["log_path"].endswith("superlink.log")  # pids are strings (types.ts)
     superlink_session = body["session_id"]
 
     supernodes = []
@@ -52,7 +52,7 @@ def test_three_round_run_through_http_api_completes_with_metrics_logs_and_closed
     )
     assert status == 201, body
     run_id = body["run_id"]
-    assert body["pid"] > 0 and body["flower_run_id"], body
+    assert int(body["pid"]) > 0 and body["flower_run_id"], body
     assert _current_run_id(stack) == run_id
     status, health = stack.get("/api/coordinator/health")
     assert health["run_active"] and health["run_info"]["run_id"] == run_id and health["superlink_running"]

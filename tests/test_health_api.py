@@ -92,11 +92,14 @@ def test_coordinator_health_reports_a_running_superlink_and_the_live_run(api_cli
     assert body["run_info"] == {
         "federation_name": "production",
         "started_at": started.isoformat(),
-        "pid": 4343,
+        "pid": "4343",  # a string, as the dashboard's RunInfo has it
         "log_path": "/logs/run.log",
         "run_id": str(run.id),
         "flower_run_id": "8723456789012345678",
         "status": "running",
+        "project_id": str(run.project_id),
+        "coordinator_node_id": body["active_coordinator_node_id"],
+        "user_id": None,
     }
 
 

@@ -33,7 +33,7 @@ BOUNDS = {
     "session_logs": {"staff": 4, "participant": 5},
     "run_logs": {"staff": 4, "participant": 5},
     "run_detail": {"staff": 5, "participant": 7},
-    "runs_active": {"staff": 5, "participant": 6},
+    "runs_active": {"staff": 5, "participant": 7},  # a participant names no project: its own is looked up
     "coordinator_health": {"staff": 9, "participant": 10},
     "participant_health": {"staff": 8, "participant": 9},
     "health": {"anonymous": 1},

@@ -17,7 +17,13 @@ from accounts import services as accounts_services
 from orchestration import selectors
 from orchestration.models import NodeEnrollment, NodeSession
 from orchestration.supervisor import Command
-from tests.factories import NodeEnrollmentFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+from tests.factories import (
+    NodeEnrollmentFactory,
+    NodeFactory,
+    NodeSessionFactory,
+    ProjectFactory,
+    SupervisorHeartbeatFactory,
+)
 from tests.fake_launcher import FakeChildLauncher, fake_argv, flower_says
 from tests.stack import free_port
 from tests.supervisor_kit import MakeSupervisor, drive, started_supervisors, use_own_dirs
@@ -175,6 +181,36 @@ def test_nodes_recreated_under_a_running_supervisor_are_served(make_supervisor):
 
     drive(sup, lambda: NodeSession.objects.get(pk=session.pk).supervisor_id == sup.id, message="claimed")
     assert session.node_id != old.pk
+
+
+def test_a_supervisor_serves_every_project_by_default(make_supervisor):
+    sup = make_supervisor()
+    other = NodeFactory(project=ProjectFactory(), role="participant")
+    session = NodeSessionFactory(
+        node=other, kind="supernode", status="requested", runtime_config={"fake_args": ["1", "0"]}
+    )
+
+    drive(sup, lambda: NodeSession.objects.get(pk=session.pk).supervisor_id == sup.id, message="claimed")
+
+
+def test_a_supervisor_scoped_to_the_configured_nodes_leaves_other_projects_alone(make_supervisor, settings):
+    settings.SUPERVISOR_SCOPE = "configured"
+    sup = make_supervisor()
+    other = NodeSessionFactory(
+        node=NodeFactory(project=ProjectFactory(), role="participant"),
+        kind="supernode",
+        status="requested",
+        runtime_config={"fake_args": ["1", "0"]},
+    )
+    own = NodeSessionFactory(
+        node=accounts_services.participant_node_ensure(),
+        kind="supernode",
+        status="requested",
+        runtime_config={"fake_args": ["1", "0"]},
+    )
+
+    drive(sup, lambda: NodeSession.objects.get(pk=own.pk).supervisor_id == sup.id, message="own claimed")
+    assert NodeSession.objects.get(pk=other.pk).status == "requested"
 
 
 def test_the_heartbeat_is_written_at_start_and_kept_fresh(make_supervisor):

@@ -29,7 +29,7 @@ def _load_project(project_id: Any, user: Any) -> tuple[Project | None, bool, boo
         project,
         permissions.can_view_project(user, project),
         permissions.can_view_per_node_metrics(user, project),
-        permissions.visible_node_id(user, project),
+        permissions.visible_node_ids(user, project),
     )
 
 
@@ -40,16 +40,14 @@ class ProjectEventsConsumer(FollowConsumer):
 
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
         project_id = uuid_or_none(self.scope["url_route"]["kwargs"]["project_id"])
-        project, allowed, per_node, node_id = await _load_project(project_id, user) if project_id else (None,) * 4
+        project, allowed, per_node, visible = await _load_project(project_id, user) if project_id else (None,) * 4
         if project is None:
             return CLOSE_NOT_FOUND
         if not allowed:
             return CLOSE_FORBIDDEN
         cache = await feeds.acquire(feeds.EventFeed(project.pk))
         after = int_param(query, "after")
-        node_ids: set[str] | None = None
-        if node_id is not None:
-            node_ids = {str(node_id)}
+        node_ids = None if visible is None else {str(node) for node in visible}
         self.follows.append(
             Follow(
                 name=f"events:{project.pk}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.db import migrations
 
-from orchestration.migrations._pg import apply
+from core.pgschema import apply
 
 DEFAULTS = {
     "projects": {

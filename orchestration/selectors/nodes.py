@@ -9,13 +9,14 @@ from orchestration.models import (
     Node,
     NodeEnrollment,
 )
+from orchestration.selectors.scope import within
 
 
-def enrollments_pending(*, project_slugs: tuple[str, ...]) -> list[NodeEnrollment]:
+def enrollments_pending(*, project_slugs: tuple[str, ...] | None) -> list[NodeEnrollment]:
     return list(
         NodeEnrollment.objects.select_related("node")
         .filter(
-            node__project__slug__in=project_slugs,
+            **within("node__project__slug", project_slugs),
             supervisor_id__isnull=True,
             status__in=(EnrollmentStatus.REQUESTED, EnrollmentStatus.REVOKE_REQUESTED),
         )

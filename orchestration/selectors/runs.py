@@ -12,6 +12,7 @@ from orchestration.models import (
     Project,
     RoundMetric,
 )
+from orchestration.selectors.scope import within
 from orchestration.selectors.supervisors import supervisors_alive
 
 
@@ -36,11 +37,11 @@ def round_metrics(*, run: FederatedRun) -> list[RoundMetric]:
     return list(RoundMetric.objects.filter(run=run).order_by("round", "phase"))
 
 
-def runs_to_claim(*, project_slugs: tuple[str, ...]) -> list[FederatedRun]:
+def runs_to_claim(*, project_slugs: tuple[str, ...] | None) -> list[FederatedRun]:
     return list(
         FederatedRun.objects.select_related("coordinator_session")
         .requested()
-        .filter(project__slug__in=project_slugs)
+        .filter(**within("project__slug", project_slugs))
         .order_by("created_at")
     )
 
@@ -49,9 +50,9 @@ def runs_stop_requested(*, supervisor_id: Any) -> list[FederatedRun]:
     return list(FederatedRun.objects.stoppable().filter(supervisor_id=supervisor_id, stop_requested_at__isnull=False))
 
 
-def orphaned_runs(*, project_slugs: tuple[str, ...]) -> list[FederatedRun]:
+def orphaned_runs(*, project_slugs: tuple[str, ...] | None) -> list[FederatedRun]:
     alive = set(supervisors_alive().values_list("id", flat=True))
-    rows = FederatedRun.objects.claimed().filter(project__slug__in=project_slugs)
+    rows = FederatedRun.objects.claimed().filter(**within("project__slug", project_slugs))
     return [row for row in rows if row.supervisor_id not in alive]
 
 

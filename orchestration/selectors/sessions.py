@@ -16,6 +16,7 @@ from orchestration.models import (
     SessionKind,
     SessionStatus,
 )
+from orchestration.selectors.scope import within
 from orchestration.selectors.supervisors import supervisors_alive
 
 
@@ -52,11 +53,11 @@ def ports_in_use(*, host: str) -> set[int]:
     return ports
 
 
-def sessions_to_claim(*, node_external_ids: tuple[str, ...]) -> list[NodeSession]:
+def sessions_to_claim(*, node_external_ids: tuple[str, ...] | None) -> list[NodeSession]:
     return list(
         NodeSession.objects.select_related("node")
         .requested()
-        .filter(node__external_id__in=node_external_ids)
+        .filter(**within("node__external_id", node_external_ids))
         .order_by("created_at")
     )
 
@@ -71,10 +72,10 @@ def sessions_stop_requested(*, supervisor_id: Any) -> list[NodeSession]:
     )
 
 
-def orphaned_sessions(*, node_external_ids: tuple[str, ...]) -> list[NodeSession]:
+def orphaned_sessions(*, node_external_ids: tuple[str, ...] | None) -> list[NodeSession]:
     """Live rows claimed by a supervisor that no longer beats."""
     alive = set(supervisors_alive().values_list("id", flat=True))
-    rows = NodeSession.objects.claimed().filter(node__external_id__in=node_external_ids)
+    rows = NodeSession.objects.claimed().filter(**within("node__external_id", node_external_ids))
     return [row for row in rows if row.supervisor_id not in alive]
 
 

@@ -39,6 +39,8 @@ from orchestration.services.logs import (
 )
 from orchestration.services.runs import (
     FEDERATION_NAME_RE,
+    project_run_config_set,
+    project_run_defaults,
     round_metric_record,
     run_claim,
     run_mark_ended,
@@ -107,6 +109,8 @@ __all__ = [
     "run_note",
     "run_record_artifact",
     "run_record_process_exit",
+    "project_run_config_set",
+    "project_run_defaults",
     "run_request_start",
     "run_request_stop",
     "run_request_stop_by_id",

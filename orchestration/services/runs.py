@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.services import audit_record
 from core.errors import Conflict, InvalidInput
 from orchestration import flower, selectors
 from orchestration.models import (
@@ -33,6 +34,49 @@ def run_withdraw(*, run: FederatedRun) -> bool:
         return False
     event_emit(project_id=run.project_id, type="run.deleted", payload={"run_id": str(run.pk)})
     return True
+
+
+PROJECT_RUN_CONFIG = "run_config"  # key of projects.config holding the project's run-config defaults
+
+
+def project_run_defaults(*, project: Project, app_config: dict[str, Any]) -> dict[str, Any]:
+    """The project's run-config defaults that the app still has (keys may vanish from the app)."""
+    values = (project.config or {}).get(PROJECT_RUN_CONFIG)
+    if not isinstance(values, dict):
+        return {}
+    return {
+        key: value
+        for key, value in values.items()
+        if key in app_config and key not in flower.RESERVED_RUN_CONFIG_KEYS and isinstance(value, int | float | str)
+    }
+
+
+def project_run_config_set(*, project: Project, values: dict[str, str], actor: Any, via: str) -> dict[str, Any]:
+    """Set the run-config defaults of a project's runs (`key` -> TOML value text, as `--run-config` takes)."""
+    app_config = flower.read_app_config(settings.FLOWER_APP_DIR)
+    typed: dict[str, Any] = {}
+    for key, text in values.items():
+        if key not in app_config or key in flower.RESERVED_RUN_CONFIG_KEYS:
+            valid = ", ".join(sorted(set(app_config) - flower.RESERVED_RUN_CONFIG_KEYS))
+            raise InvalidInput(f"{key!r} is not a key of the app's run config (its keys: {valid})", field="run_config")
+        try:
+            typed[key] = flower.run_config_value(text)
+        except ValueError:
+            raise InvalidInput(f"{key}: {text!r} is not a TOML value (quote strings)", field="run_config") from None
+        if type(typed[key]) is not type(app_config[key]) and not (
+            isinstance(typed[key], int) and isinstance(app_config[key], float)
+        ):
+            raise InvalidInput(
+                f"{key} must be a {type(app_config[key]).__name__} like the app's default {app_config[key]!r}",
+                field="run_config",
+            )
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        locked.config = {**(locked.config or {}), PROJECT_RUN_CONFIG: typed}
+        locked.save(update_fields=["config", "updated_at"])
+        project.config = locked.config
+    audit_record(actor=actor, action="project.run_config", outcome="ok", target=project.slug, via=via, detail=typed)
+    return typed
 
 
 @transaction.atomic
@@ -64,6 +108,11 @@ def run_request_start(
                         field="extra_args",
                     )
                 overrides[key] = flower.run_config_value(value)
+    # The project's defaults (set by its coordinator) apply where the request says nothing.
+    defaults = {
+        k: v for k, v in project_run_defaults(project=project, app_config=app_config).items() if k not in overrides
+    }
+    overrides = {**defaults, **overrides}
     rounds = overrides.get("num-server-rounds", app_config.get("num-server-rounds", 0))
     if not re.fullmatch(r"\d{1,9}", str(rounds), re.ASCII):
         raise InvalidInput(f"num-server-rounds must be a non-negative integer, got {rounds!r}", field="extra_args")
@@ -81,6 +130,7 @@ def run_request_start(
         "extra_args": args,
         "app_config": {**app_config, **overrides},
         "num_rounds": num_rounds,
+        "project_run_config": defaults,
     }
     try:
         with transaction.atomic():

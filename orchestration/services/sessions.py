@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import Conflict, InvalidInput, NotFound
@@ -23,11 +23,34 @@ from orchestration.services.events import event_emit, session_event_emit
 from orchestration.services.transitions import session_transition
 
 WITHDRAWN_DETAIL = "withdrawn before a supervisor started it"
+PORT_CHOICE_LOCK = 0x7E_D0_0001  # pg_advisory_xact_lock key: choosing a SuperLink port
 
 
 def _check_port_free(*, host: str, port: int, field: str) -> None:
     if port in selectors.ports_in_use(host=host):
         raise Conflict(f"{field}: port {port} on {host} is already used by a running FedML process", field=field)
+
+
+def _serialize_port_choice() -> None:
+    """Two projects' SuperLinks requested at once must not pick the same port (PostgreSQL; SQLite
+    already serialises writers)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PORT_CHOICE_LOCK])
+
+
+def _free_superlink_port(*, host: str) -> int:
+    """The first port of FEDML_SUPERLINK_PORT_RANGE that no live FedML process uses."""
+    used = selectors.ports_in_use(host=host)
+    first, last = settings.SUPERLINK_PORT_RANGE
+    for port in range(first, last + 1):
+        if port not in used:
+            return port
+    raise Conflict(
+        f"listen_address: every port of FEDML_SUPERLINK_PORT_RANGE ({first}-{last}) on {host} is in use; "
+        "give a listen_address",
+        field="listen_address",
+    )
 
 
 @transaction.atomic
@@ -42,6 +65,7 @@ def superlink_request_start(
     """Record the intent to start the SuperLink; the supervisor spawns it."""
     if node.role != NodeRole.COORDINATOR:
         raise InvalidInput("only a coordinator node runs a SuperLink", field="node")
+    default_project = node.project.slug == settings.PROJECT_SLUG
     try:
         host, port = flower.parse_host_port(listen_address or settings.SUPERLINK_ADDRESS, field="listen_address")
         tls_path = flower.tls_certificates_path(insecure=insecure, certificates_path=certificates_path)
@@ -56,7 +80,13 @@ def superlink_request_start(
         raise Conflict(
             f"a SuperLink is already {existing.status} (session {existing.id})", extra={"session_id": str(existing.id)}
         )
-    _check_port_free(host=host, port=port, field="listen_address")
+    _serialize_port_choice()
+    if listen_address or default_project:
+        _check_port_free(host=host, port=port, field="listen_address")
+    else:
+        port = _free_superlink_port(host=host)
+    # Each project's SuperLink keeps its own state; the default project keeps the historical path.
+    state_dir = settings.DATA_DIR / "superlink" / ("" if default_project else str(node.project_id))
     runtime_config = SuperlinkConfig(
         host=host,
         port=port,
@@ -69,7 +99,7 @@ def superlink_request_start(
             server_key=str(certificates.server_key),
         ),
         extra_args=args,
-        database=str(settings.DATA_DIR / "superlink" / "state.db"),
+        database=str(state_dir / "state.db"),
     ).to_json()
     try:
         with transaction.atomic():

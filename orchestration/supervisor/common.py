@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import queue
+import re
 import socket
 import threading
 import uuid
@@ -138,6 +139,19 @@ def uuid_or_none(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def project_file_suffix(project: Any) -> str:
+    """What a project adds to its log file names; the default project keeps the historical names."""
+    if project.slug == settings.PROJECT_SLUG:
+        return ""
+    return f"-{re.sub(r'[^a-z0-9-]+', '-', project.slug.lower())[:40].strip('-')}-{str(project.pk)[:8]}"
+
+
+def shares_app_config(project: Any) -> bool:
+    """Only the default project's runs write `current-run-id` into the app's pyproject (the seed's
+    behaviour). Every run gets its id as a `--run-config` override, so projects never share it."""
+    return project.slug == settings.PROJECT_SLUG
 
 
 def clear_current_run_id(run_id: Any) -> None:

@@ -99,7 +99,12 @@ class FlowerLauncher:
             # reaches nobody but the run's log stream. `stream: false` is accepted for
             # compatibility with the earlier API.
             stream=True,
-            run_config={"current-run-id": str(run.pk), "artifact-dir": str(settings.ARTIFACTS_DIR)},
+            run_config={
+                "current-run-id": str(run.pk),
+                "artifact-dir": str(settings.ARTIFACTS_DIR),
+                # The project's defaults for keys the request left alone (services.runs).
+                **run.config.get("project_run_config", {}),
+            },
             extra_args=run.config.get("extra_args", []),
         )
         return Command(argv, self._run_home(run, "run"))

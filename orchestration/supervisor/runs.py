@@ -27,7 +27,9 @@ from orchestration.supervisor.common import (
     ExitReport,
     Inbox,
     clear_current_run_id,
+    project_file_suffix,
     rotate_log,
+    shares_app_config,
     superlink_listening,
 )
 from orchestration.supervisor.finisher import RunFinisher
@@ -139,10 +141,11 @@ class RunWorker:
 
     def _spawn(self, run: FederatedRun) -> None:
         owner = Owner("run", run.pk)
-        log_path = settings.LOG_DIR / "run.log"
+        log_path = settings.LOG_DIR / f"run{project_file_suffix(run.project)}.log"
         try:
             command = self.table.launcher.run_command(run)
-            flower.set_current_run_id(settings.FLOWER_APP_DIR, str(run.pk))
+            if shares_app_config(run.project):
+                flower.set_current_run_id(settings.FLOWER_APP_DIR, str(run.pk))
             rotate_log(log_path)
             context = ChildContext(
                 role=ChildRole.RUN, subject_id=str(run.pk), source="run", owner=owner, on_exit=self.events.put

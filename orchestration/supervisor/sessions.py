@@ -23,6 +23,7 @@ from orchestration.supervisor.common import (
     ChildRole,
     ExitReport,
     Inbox,
+    project_file_suffix,
     rotate_log,
 )
 from orchestration.supervisor.scope import Scope
@@ -77,7 +78,7 @@ class SessionWorker:
         try:
             command = self.table.launcher.session_command(session)
             if session.kind == SessionKind.SUPERLINK:
-                log_path = settings.LOG_DIR / "superlink.log"
+                log_path = settings.LOG_DIR / f"superlink{project_file_suffix(session.node.project)}.log"
                 rotate_log(log_path)
                 source = "superlink"
             else:

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,9 @@ HEADER = """\
 -- (accounts/ for projects and nodes, orchestration/ for the rest). DO NOT EDIT: change a
 -- migration, then regenerate.
 -- CI runs `python manage.py generate_schema --check` and fails when this file is stale.
+--
+-- Foreign keys to tables outside this file (Supabase's auth.users, Django's auth_user) are
+-- added only where those tables exist.
 --
 -- Meant for a fresh database (CREATE TABLE fails if the tables exist). Apply with
 --   psql -v ON_ERROR_STOP=1 --single-transaction -f db/schema.sql "$DATABASE_URL"
@@ -63,9 +67,21 @@ _DROP_LINE = re.compile(
 )
 
 
-# The Supabase-shaped tables: projects and nodes (accounts) and everything orchestration records.
-# accounts' own tables (memberships, tokens, audit) are Django-side only.
-SCHEMA_ACCOUNTS_MODELS = ("Project", "Node")
+# The Supabase-shaped tables: people (`users`), projects and nodes (accounts) and everything
+# orchestration records. accounts' own tables (memberships, tokens, audit) are Django-side only.
+SCHEMA_ACCOUNTS_MODELS = ("Person", "Project", "Node")
+
+# Supabase's auth.users, which `users.id` references where it exists (accounts 0004). The scratch
+# database gets this stand-in so that the migrations create the reference and pg_dump writes it;
+# conditional_foreign_keys() then makes it conditional again.
+SUPABASE_AUTH_STAND_IN = ("CREATE SCHEMA auth", "CREATE TABLE auth.users (id uuid PRIMARY KEY)")
+
+# A foreign key as pg_dump writes it (search_path is empty, so every name is schema-qualified).
+_FOREIGN_KEY = re.compile(
+    r"^ALTER TABLE ONLY (?P<table>\S+)\n    ADD CONSTRAINT (?P<name>\S+) FOREIGN KEY \([^)]*\) "
+    r"REFERENCES (?P<target>[^(\s]+)\([^)]*\)[^;\n]*;$",
+    re.MULTILINE,
+)
 
 
 def fedml_tables() -> list[str]:
@@ -115,6 +131,30 @@ def clean_dump(dump: str) -> str:
     return text + "\n"
 
 
+def conditional_foreign_keys(dump: str, tables: list[str]) -> str:
+    """Wrap each foreign key to a table outside the dump in a DO block that adds it only where that
+    table exists: Supabase's auth.users (users.id), Django's auth_user (users.django_user_id).
+
+    Applied to a fresh database the file then builds FedML's tables alone; on Supabase, or next
+    to Django's tables, it references them as the migrations do.
+    """
+    dumped = {f"public.{table}" for table in tables} | {f'public."{table}"' for table in tables}
+
+    def wrap(match: re.Match[str]) -> str:
+        target = match.group("target")
+        if target in dumped:
+            return match.group(0)
+        literal = target.replace("'", "''")
+        return (
+            "DO $$\nBEGIN\n"
+            f"    IF pg_catalog.to_regclass('{literal}') IS NOT NULL THEN\n"
+            f"{textwrap.indent(match.group(0), ' ' * 8)}\n"
+            "    END IF;\nEND\n$$;"
+        )
+
+    return _FOREIGN_KEY.sub(wrap, dump)
+
+
 def database_url(admin_url: str, name: str) -> str:
     """admin_url with its database swapped for `name` (credentials, host and query kept)."""
     parts = urlsplit(admin_url)
@@ -154,6 +194,9 @@ def generate(admin_url: str) -> str:
         )
     tables = fedml_tables()
     with scratch_database(admin_url) as url:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            for statement in SUPABASE_AUTH_STAND_IN:
+                conn.execute(statement)
         # A subprocess, because this process's Django connections are fixed by its own DATABASE_URL.
         env = {**os.environ, "DATABASE_URL": url}
         _run(
@@ -166,7 +209,7 @@ def generate(admin_url: str) -> str:
         for table in tables:
             argv += ["-t", f'public."{table}"']  # quoted: exact name, no pattern matching
         dump = _run("pg_dump", [*argv, "--dbname", url])
-    return f"{HEADER}\n{ROLES_BLOCK}\n{clean_dump(dump)}\n{realtime_block(tables)}"
+    return f"{HEADER}\n{ROLES_BLOCK}\n{conditional_foreign_keys(clean_dump(dump), tables)}\n{realtime_block(tables)}"
 
 
 class Command(BaseCommand):

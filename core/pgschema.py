@@ -1,4 +1,4 @@
-"""PostgreSQL-only schema touches shared by migrations (ignored by the loader: leading underscore)."""
+"""PostgreSQL-only schema touches shared by the apps' migrations: column defaults and ON DELETE actions."""
 
 from __future__ import annotations
 
