@@ -8,6 +8,7 @@ can share one running stack (the `stack` fixture) run after those that need thei
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,15 @@ def _test_database_droppable(django_db_setup: None, django_db_blocker: Any) -> I
 
 # Rows that only the models determine: post_migrate writes the same set after every flush.
 FLUSH_KEEPS = frozenset({"django_content_type", "auth_permission"})
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(settings: Any) -> None:
+    """Each test counts sign-in failures (the rate limit) in a cache of its own: with Redis the
+    shared cache would carry one test's (or an earlier run's) failures into the next."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
