@@ -30,6 +30,19 @@ def is_staff(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and (user.is_staff or user.is_superuser))
 
 
+def _fold(roles: list[tuple[str, Any]]) -> Standing | None:
+    coordinator = any(role == NodeRole.COORDINATOR for role, _ in roles)
+    nodes = frozenset(node for role, node in roles if role == NodeRole.PARTICIPANT and node is not None)
+    return Standing(coordinator, nodes) if coordinator or nodes else None
+
+
+def _roles(user: Any, **project: Any) -> Any:
+    """One query: explicit grants, and the approved nodes the user owns: (project, role, node)."""
+    granted = Membership.objects.filter(user=user, **project).order_by().values_list("project_id", "role", "node_id")
+    owned = Node.objects.approved().filter(user__django_user=user, **project).order_by()
+    return granted.union(owned.values_list("project_id", "role", "pk"), all=True)
+
+
 def standing(user: Any, project_id: Any) -> Standing | None:
     """The user's standing in a project, or None. Cached on the user object (one request)."""
     if not getattr(user, "is_authenticated", False):
@@ -37,19 +50,19 @@ def standing(user: Any, project_id: Any) -> Standing | None:
     cache: dict[str, Standing | None] = user.__dict__.setdefault("_fedml_standing", {})
     key = str(project_id)
     if key not in cache:
-        # One query: explicit grants, and the approved nodes the user owns.
-        granted = Membership.objects.filter(user=user, project_id=project_id).order_by().values_list("role", "node_id")
-        owned = (
-            Node.objects.approved()
-            .filter(project_id=project_id, user__django_user=user)
-            .order_by()
-            .values_list("role", "pk")
-        )
-        roles = list(granted.union(owned, all=True))
-        coordinator = any(role == NodeRole.COORDINATOR for role, _ in roles)
-        nodes = frozenset(node for role, node in roles if role == NodeRole.PARTICIPANT and node is not None)
-        cache[key] = Standing(coordinator, nodes) if coordinator or nodes else None
+        cache[key] = _fold([(role, node) for _, role, node in _roles(user, project_id=project_id)])
     return cache[key]
+
+
+def standings(user: Any) -> dict[Any, Standing]:
+    """The user's standing in every project where it has one (project id -> Standing), in one query."""
+    if not getattr(user, "is_authenticated", False):
+        return {}
+    by_project: dict[Any, list[tuple[str, Any]]] = {}
+    for project_id, role, node in _roles(user):
+        by_project.setdefault(project_id, []).append((role, node))
+    found = {project_id: _fold(roles) for project_id, roles in by_project.items()}
+    return {project_id: value for project_id, value in found.items() if value is not None}
 
 
 def forget_standing(user: Any) -> None:

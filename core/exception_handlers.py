@@ -34,4 +34,7 @@ def fedml_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
         return Response({"detail": "body: the request body is too large", "field": "body"}, status=400)
     if isinstance(exc, exceptions.ParseError):
         return Response({"detail": f"body: {exc.detail}", "field": "body"}, status=400)
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict):
+        response.data.setdefault("field", None)  # DRF's own 401/403/404/405: no input is at fault
+    return response
