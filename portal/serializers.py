@@ -69,19 +69,20 @@ def session_output(session: NodeSession) -> dict[str, Any]:
 
 
 def run_output(run: FederatedRun, *, with_log: bool = True) -> dict[str, Any]:
-    """`with_log=False` for callers who may see the project but not its runs' logs (no standing in it)."""
+    """`with_log=False` for callers who may browse the project but have no standing in it: they see
+    that a run exists and its status, never its config, metrics, log or processes."""
     return {
         "id": str(run.id),
         "project_id": str(run.project_id),
         "status": run.status,
         "label": run.label,
-        "config": run.config,
-        "coordinator_session_id": _id(run.coordinator_session_id),
+        "config": run.config if with_log else None,
+        "coordinator_session_id": _id(run.coordinator_session_id) if with_log else None,
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "log_stream": run.log_stream if with_log else None,
-        "metrics": run.metrics,  # aggregated only (per-node metrics live in round_metrics)
-        "flower_run_id": run.flower_run_id or None,
+        "metrics": run.metrics if with_log else None,  # aggregated only (per-node ones live in round_metrics)
+        "flower_run_id": (run.flower_run_id or None) if with_log else None,
         "created_at": iso(run.created_at),
     }
 
