@@ -15,7 +15,6 @@ from orchestration.services import invalid_input, session_event_emit, session_re
 from participants import keys
 
 
-@transaction.atomic
 def _project_superlink_address(node: Node) -> str:
     """Where a SuperNode dials when the request names no address: its project's SuperLink on this
     deployment, else (the default project only) the configured SUPERLINK_ADDRESS."""
@@ -30,6 +29,7 @@ def _project_superlink_address(node: Node) -> str:
     )
 
 
+@transaction.atomic
 def supernode_request_start(
     *,
     node: Node,
