@@ -127,3 +127,24 @@ def can_control_node(user: Any, node: Node) -> bool:
         return True
     found = standing(user, node.project_id)
     return found is not None and node.pk in found.participant_node_ids
+
+
+def coordinates(user: Any, project: Project) -> bool:
+    """The admin's rule, where everyone is staff: superusers, and the coordinators of `project`."""
+    if getattr(user, "is_superuser", False):
+        return True
+    found = standing(user, project.pk)
+    return found is not None and found.coordinator
+
+
+def coordinated_project_ids(user: Any) -> set[Any] | None:
+    """The projects `user` coordinates (None: every project, for a superuser). Cached on the user (one request)."""
+    if getattr(user, "is_superuser", False):
+        return None
+    if not getattr(user, "is_authenticated", False):  # the admin's login page lists apps too
+        return set()
+    if "_fedml_coordinated" not in user.__dict__:
+        user.__dict__["_fedml_coordinated"] = {
+            project for project, found in standings(user).items() if found.coordinator
+        }
+    return user.__dict__["_fedml_coordinated"]

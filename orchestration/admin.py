@@ -1,4 +1,7 @@
-"""Admin: everything registered, status fields read-only; actions call the same services as the API."""
+"""Admin: everything registered, status fields read-only; actions call the same services as the API.
+
+Coordinators see their projects' sessions and runs without Django model permissions
+(CoordinatedProjectsMixin); projects get their control page (admin_projects)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 
+from accounts.admin import CoordinatedProjectsMixin
+from accounts.models import Project
 from core.errors import ApplicationError
-from orchestration import admin_controls, services
+from orchestration import admin_controls, admin_projects, services
 from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric, SupervisorHeartbeat
 from orchestration.runtime_config import superlink_config, supernode_config
 from orchestration.states import RunStatus, SessionKind
@@ -50,9 +55,11 @@ def control_url(model_admin: admin.ModelAdmin, route: str, title: str, form_clas
 
 
 @admin.register(NodeSession)
-class NodeSessionAdmin(admin.ModelAdmin):
+class NodeSessionAdmin(CoordinatedProjectsMixin, admin.ModelAdmin):
+    project_lookup = "node__project"
     list_display = ("id", "node", "kind", "status", "transport", "pid", "started_at", "ended_at", "exit_code", "signal")
-    list_filter = ("kind", "status", "node")
+    # RelatedOnly: a coordinator's filter offers its own projects' nodes, not everyone's.
+    list_filter = ("kind", "status", ("node", admin.RelatedOnlyFieldListFilter))
     readonly_fields = ("id", "node", *SESSION_STATUS_FIELDS)
     actions = ["stop_sessions"]
     # (route, title, form, action). participants/admin.py adds the SuperNode's start: apps above
@@ -83,9 +90,9 @@ class NodeSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(FederatedRun)
-class FederatedRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "label", "project", "status", "flower_run_id", "started_at", "ended_at")
-    list_filter = ("status", "project")
+class FederatedRunAdmin(CoordinatedProjectsMixin, admin.ModelAdmin):
+    list_display = ("id", "label", "project", "status", "rounds", "flower_run_id", "started_at", "ended_at")
+    list_filter = ("status", ("project", admin.RelatedOnlyFieldListFilter))
     search_fields = ("label", "flower_run_id")
     readonly_fields = (
         "id",
@@ -119,6 +126,10 @@ class FederatedRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="rounds")
+    def rounds(self, obj: FederatedRun) -> str:
+        return admin_projects.rounds_text(obj)
 
     @admin.action(description="Stop selected runs")
     def stop_runs(self, request: HttpRequest, queryset: QuerySet[FederatedRun]) -> None:
@@ -157,3 +168,9 @@ class SupervisorHeartbeatAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# Projects: the same admin plus each project's control page; the index opens with the projects.
+admin.site.unregister(Project)
+admin.site.register(Project, admin_projects.ProjectControlAdmin)
+admin_projects.install_index(admin.site)
