@@ -21,7 +21,7 @@ from tests.factories import (
     participant_node_of,
     project_coordinated_by,
 )
-from tests.test_portal_admin_api import check_dashboard, check_detail, check_error, check_summary
+from tests.portal_shapes import check_dashboard, check_detail, check_error, check_summary
 
 pytestmark = pytest.mark.django_db
 

@@ -7,17 +7,12 @@ import uuid
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from accounts.models import AuditEvent, Node
 from tests.factories import NodeFactory, bearer_client, person_of, project_coordinated_by
-from tests.test_portal_admin_api import NODE, PROJECT, check, check_error
+from tests.portal_shapes import NODE, PROJECT, _user, check, check_error
 
 pytestmark = pytest.mark.django_db
-
-
-def _user(name: str, **kwargs: Any) -> Any:
-    return get_user_model().objects.create_user(username=name, password="pw-123456-xyz", **kwargs)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from orchestration.models import FederatedRun, RunStatus
 from tests.factories import FederatedRunFactory, bearer_client, project_coordinated_by
-from tests.test_portal_admin_api import check_error, check_run
+from tests.portal_shapes import check_error, check_run
 
 pytestmark = pytest.mark.django_db
 
