@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from accounts import services as accounts_services
+from accounts.models import Node, Project
 from accounts.services import audit_record
 from core.errors import ApplicationError
 from orchestration import services, waits
@@ -95,9 +96,10 @@ def _audit(request: HttpRequest, title: str, outcome: str, detail: str) -> None:
     )
 
 
-def start_superlink(data: dict[str, Any]) -> str:
+def start_superlink(data: dict[str, Any], *, node: Node | None = None) -> str:
+    """The default project's SuperLink, or `node`'s (a project's control page)."""
     session = services.superlink_request_start(
-        node=accounts_services.coordinator_node_ensure(),
+        node=node or accounts_services.coordinator_node_ensure(),
         insecure=data["insecure"],
         certificates_path=data["certificates_path"] or None,
         listen_address=data["listen_address"] or None,
@@ -107,17 +109,17 @@ def start_superlink(data: dict[str, Any]) -> str:
     return f"SuperLink {session.status} (pid {session.pid})"
 
 
-def stop_superlink(data: dict[str, Any]) -> str:
-    session = services.superlink_request_stop(node=accounts_services.coordinator_node_ensure())
+def stop_superlink(data: dict[str, Any], *, node: Node | None = None) -> str:
+    session = services.superlink_request_stop(node=node or accounts_services.coordinator_node_ensure())
     return f"Stop requested for SuperLink session {session.id}"
 
 
-def start_run(data: dict[str, Any]) -> str:
+def start_run(data: dict[str, Any], *, project: Project | None = None) -> str:
     extra = list(data["extra_args"])
     if data.get("num_server_rounds"):
         extra += ["--run-config", f"num-server-rounds={data['num_server_rounds']}"]
     run = services.run_request_start(
-        project=accounts_services.project_ensure_default(),
+        project=project or accounts_services.project_ensure_default(),
         federation_name=data["federation_name"],
         extra_args=extra,
         label=data["label"],
@@ -128,6 +130,6 @@ def start_run(data: dict[str, Any]) -> str:
     return f"Run {run.id} {run.status} (pid {run.pid})"
 
 
-def stop_run(data: dict[str, Any]) -> str:
-    run = services.run_request_stop(project=accounts_services.project_ensure_default())
+def stop_run(data: dict[str, Any], *, project: Project | None = None) -> str:
+    run = services.run_request_stop(project=project or accounts_services.project_ensure_default())
     return f"Stop requested for run {run.id}"

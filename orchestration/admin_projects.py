@@ -30,8 +30,8 @@ from accounts import services as accounts_services
 from accounts.admin import ProjectAdmin, decide_joins
 from accounts.models import JoinStatus, Node, NodeRole, Project
 from core.errors import ApplicationError, NotFound
-from orchestration import admin_controls, flower, scoping, services, waits
-from orchestration.models import SESSION_LIVE_STATUSES, FederatedRun, NodeSession, RunStatus, SessionKind
+from orchestration import admin_controls, flower, scoping, services
+from orchestration.models import SESSION_LIVE_STATUSES, FederatedRun, NodeSession, SessionKind
 from orchestration.services.runs import PROJECT_RUN_CONFIG
 
 PANEL_PROJECTS = 50  # the index lists this many, newest first; the changelist has them all
@@ -170,38 +170,19 @@ def _coordinator_node(request: HttpRequest, project: Project) -> Node:
 
 
 def start_superlink(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    session = services.superlink_request_start(
-        node=_coordinator_node(request, project),
-        insecure=data["insecure"],
-        certificates_path=data["certificates_path"] or None,
-        listen_address=data["listen_address"] or None,
-        extra_args=data["extra_args"],
-    )
-    session = waits.session_wait_spawned(session_id=session.id)
-    return f"SuperLink {session.status} (pid {session.pid})"
+    return admin_controls.start_superlink(data, node=_coordinator_node(request, project))
 
 
 def stop_superlink(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    session = services.superlink_request_stop(node=_coordinator_node(request, project))
-    return f"Stop requested for SuperLink session {session.id}"
+    return admin_controls.stop_superlink(data, node=_coordinator_node(request, project))
 
 
 def start_run(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    extra = list(data["extra_args"])
-    if data.get("num_server_rounds"):
-        extra += ["--run-config", f"num-server-rounds={data['num_server_rounds']}"]
-    run = services.run_request_start(
-        project=project, federation_name=data["federation_name"], extra_args=extra, label=data["label"]
-    )
-    run = waits.run_wait_spawned(run_id=run.id)
-    if run.pid is None and run.status == RunStatus.STARTING:
-        return f"Run {run.id} starting: {run.status_detail or 'waiting for the SuperLink'}"
-    return f"Run {run.id} {run.status} (pid {run.pid})"
+    return admin_controls.start_run(data, project=project)
 
 
 def stop_run(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    run = services.run_request_stop(project=project)
-    return f"Stop requested for run {run.id}"
+    return admin_controls.stop_run(data, project=project)
 
 
 def set_run_config(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:

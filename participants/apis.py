@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from accounts import permissions as access
 from accounts.drf import AuditedApiView
 from core.errors import Forbidden
-from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar, StrictInteger
+from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar, StrictInteger, validated_body
 from core.openapi import documented
 from orchestration import scoping, waits
 from orchestration import selectors as orchestration_selectors
@@ -40,12 +40,6 @@ def _controlled_site(request: Request, data: dict[str, Any] | None = None) -> An
     scope = _site(request, data, control=True)
     assert scope is not None  # control=True raises instead
     return scope.node
-
-
-def _body(serializer: type[ScopedInput], request: Request) -> dict[str, Any]:
-    data = serializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    return dict(data.validated_data)
 
 
 def _visible_supernode(request: Request, session_id: str) -> Any:
@@ -124,7 +118,7 @@ class SupernodeStartApi(AuditedApiView):
         request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = _body(self.InputSerializer, request)
+        data = validated_body(self.InputSerializer, request)
         node = _controlled_site(request, data)
         session = services.supernode_request_start(node=node, **data)
         session = waits.session_wait_spawned(session_id=session.id)
@@ -156,7 +150,7 @@ class SupernodeStopApi(AuditedApiView):
 
     @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409), request=InputSerializer)
     def post(self, request: Request) -> Response:
-        data = _body(self.InputSerializer, request)
+        data = validated_body(self.InputSerializer, request)
         node = _controlled_site(request, data)
         sessions = services.supernode_request_stop(node=node, session_id=data.get("session_id"))
         ended = [waits.session_wait_ended(session_id=s.id, timeout=settings.START_WAIT_SECONDS) for s in sessions]
@@ -221,5 +215,5 @@ class SupernodeKeyApi(AuditedApiView):
 
     @documented(ok={200: "{node_id, public_key}"}, errors=(400, 403, 404), request=SiteInput)
     def post(self, request: Request) -> Response:
-        node = _controlled_site(request, _body(SiteInput, request))
+        node = _controlled_site(request, validated_body(SiteInput, request))
         return Response({"node_id": str(node.pk), "public_key": keys.keypair_ensure(node)})

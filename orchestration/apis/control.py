@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.drf import AuditedApiView
-from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar
+from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar, validated_body
 from core.openapi import documented
 from orchestration import scoping, selectors, services, waits
 from orchestration.models import RunStatus, SessionStatus
@@ -23,12 +23,6 @@ from orchestration.serializers import iso, pid_text, run_info_output, run_output
 class ControlInput(ScopedInput):
     class Meta:
         ref_name = "ControlInput"  # a unique OpenAPI component name
-
-
-def _body(serializer: type[ScopedInput], request: Request) -> dict[str, Any]:
-    data = serializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    return dict(data.validated_data)
 
 
 def _scope(request: Request, data: dict[str, Any], *, node_key: str = "node_id") -> scoping.Scope:
@@ -121,7 +115,7 @@ class SuperlinkStartApi(AuditedApiView):
         request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = _body(self.InputSerializer, request)
+        data = validated_body(self.InputSerializer, request)
         scope = _scope(request, data)
         session = services.superlink_request_start(node=scope.node, **data)
         session = waits.session_wait_spawned(session_id=session.id)
@@ -153,7 +147,7 @@ class SuperlinkStopApi(AuditedApiView):
 
     @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409), request=InputSerializer)
     def post(self, request: Request) -> Response:
-        scope = _scope(request, _body(self.InputSerializer, request))
+        scope = _scope(request, validated_body(self.InputSerializer, request))
         session = services.superlink_request_stop(node=scope.node)
         session = waits.session_wait_ended(session_id=session.id, timeout=settings.START_WAIT_SECONDS)
         return Response(
@@ -187,7 +181,7 @@ class RunStartApi(AuditedApiView):
         request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = _body(self.InputSerializer, request)
+        data = validated_body(self.InputSerializer, request)
         scope = _scope(request, data, node_key="coordinator_node_id")
         run = services.run_request_start(project=scope.project, **data)
         run = waits.run_wait_spawned(run_id=run.id)
@@ -218,7 +212,7 @@ class RunStopApi(AuditedApiView):
 
     @documented(ok={200: "the run's status after the stop request"}, errors=(400, 403, 404, 409), request=ControlInput)
     def post(self, request: Request) -> Response:
-        scope = _scope(request, _body(ControlInput, request))
+        scope = _scope(request, validated_body(ControlInput, request))
         run = services.run_request_stop(project=scope.project)
         run = waits.run_wait_ended(run_id=run.id, timeout=settings.START_WAIT_SECONDS)
         return Response({"status": run.status, "run_id": str(run.id), "flower_run_id": run.flower_run_id or None})
