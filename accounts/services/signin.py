@@ -45,7 +45,7 @@ FAILURE_WINDOW_SECONDS = 300  # ... within this window
 # rotated into, instead of ending the session (GoTrue's refresh-token reuse interval). Behind the
 # dashboard's rewrite, its Next.js middleware may refresh on a proxied /api call whose Set-Cookie
 # never reaches the browser, and concurrent requests refresh at once: the browser then presents the
-# old token, within about 30 s (its refresh tick). See docs/dashboard-research.md, section 6.
+# old token, within about 30 s (its refresh tick). See docs/dashboard.md, "Behind the rewrite".
 REUSE_INTERVAL_SECONDS = 60
 APP_METADATA = {"provider": "email", "providers": ["email"]}
 VIA = "embedded-auth"
