@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from orchestration import selectors
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Every API answer is JSON, a path that does not exist too."""
+    return JsonResponse({"detail": f"{request.path} not found", "field": None}, status=404)
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -29,4 +34,5 @@ urlpatterns = [
     path("auth/v1/", include("accounts.gotrue_urls")),
     # The dashboard's data routes (its own origin's /api/admin and /api/client, rewritten to FedML).
     path("api/", include("portal.urls")),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),
 ]

@@ -27,6 +27,7 @@ urlpatterns = [
     path("client/projects/<uuid:project_id>", client.ClientProjectApi.as_view()),
     path("client/projects/<uuid:project_id>/join", client.ClientJoinApi.as_view()),
     path("client/dashboard", client.ClientDashboardApi.as_view()),
+    path("auth/signup", client.SignupApi.as_view()),
     # Anything else under these prefixes (an id that is not a UUID, a path that does not exist): a JSON 404.
     re_path(r"^(?:admin|client)(?:/.*)?$", NotFoundApi.as_view()),
 ]

@@ -168,3 +168,17 @@ def test_queries_do_not_grow_with_projects_nodes_sessions_or_runs(world: dict[st
     assert before == after
     assert (_queries(clients["site_a"], dashboard), _queries(clients["staff"], dashboard)) == dashboard_before
     assert len(clients["stranger"].get("/api/client/projects").json()) == 21
+
+
+def test_the_register_pages_signup_says_accounts_come_from_an_administrator(client: Any) -> None:
+    response = client.post("/api/auth/signup", {"email": "a@b.c", "password": "x"}, content_type="application/json")
+
+    assert response.status_code == 403
+    assert "administrator" in response.json()["error"]["message"]
+
+
+def test_an_api_path_that_does_not_exist_answers_json(client: Any) -> None:
+    response = client.get("/api/nothing/here")
+
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json()["field"] is None

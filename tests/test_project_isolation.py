@@ -20,8 +20,8 @@ from tests.factories import FederatedRunFactory, NodeSessionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Not project-scoped: the schema, the admin, sign-in and liveness.
-UNSCOPED_PREFIXES = ("api/schema", "admin/", "auth/v1/", "health")
+# Not project-scoped: the schema, the admin, sign-in (and the register page's sign-up) and liveness.
+UNSCOPED_PREFIXES = ("api/schema", "admin/", "auth/v1/", "api/auth/", "health")
 
 
 def _world() -> dict[str, Any]:

@@ -7,10 +7,14 @@ dashboard holds only its own nodes' sessions.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts import permissions
 from accounts.models import JoinStatus
@@ -118,3 +122,19 @@ class ClientDashboardApi(PortalApiView):
                 recent_runs=selectors.runs_recent(project=project),
             )
         )
+
+
+class SignupApi(APIView):
+    """The dashboard's register page posts here (`/api/auth/signup`, its own route on Supabase).
+
+    FedML creates accounts only through its administrators (`manage.py user_create`, the admin) or
+    Supabase itself; the page shows `error.message`, so it says so instead of failing obscurely.
+    """
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(exclude=True)
+    def post(self, request: Request) -> Response:
+        message = "Sign-up is not available here: ask your FedML administrator for an account."
+        return Response({"detail": message, "field": None, "data": None, "error": {"message": message}}, status=403)
