@@ -57,6 +57,8 @@ def _post(api_client: APIClient, body: object) -> tuple[int, dict]:
         ({"stream": 0}, "stream"),
         ({"federation_name": "prod uction"}, "federation_name"),
         ({"federation_name": "../etc"}, "federation_name"),
+        ({"federation_name": "--run-config"}, "federation_name"),  # would be a flag in flwr's argv
+        ({"federation_name": "-x"}, "federation_name"),
         ({"federation_name": ""}, "federation_name"),
         ({"extra_args": ["--federation-config", "address='evil:1'"]}, "extra_args"),
         ({"extra_args": ["--stream"]}, "extra_args"),

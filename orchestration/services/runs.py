@@ -25,7 +25,8 @@ from orchestration.services.sessions import WITHDRAWN_DETAIL
 from orchestration.services.transitions import run_transition
 from orchestration.states import RUN_END_TRANSITION
 
-FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A letter or digit first: the name is an argv item, and "-x" would be read as a flag.
+FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @transaction.atomic
@@ -90,7 +91,10 @@ def run_request_start(
 ) -> FederatedRun:
     """Record the intent to start a Flower run against the project's SuperLink."""
     if not isinstance(federation_name, str) or not FEDERATION_NAME_RE.match(federation_name):
-        raise InvalidInput("federation_name must be 1-64 letters, digits, '-' or '_'", field="federation_name")
+        raise InvalidInput(
+            "federation_name must be 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+            field="federation_name",
+        )
     try:
         args = flower.validate_extra_args(extra_args, allowed=flower.RUN_EXTRA_FLAGS)
     except flower.FlowerArgError as exc:
