@@ -65,11 +65,6 @@ def standings(user: Any) -> dict[Any, Standing]:
     return {project_id: value for project_id, value in found.items() if value is not None}
 
 
-def forget_standing(user: Any) -> None:
-    """After a change of grants or nodes within the same request."""
-    user.__dict__.pop("_fedml_standing", None)
-
-
 def can_view_project(user: Any, project: Project) -> bool:
     return is_staff(user) or standing(user, project.pk) is not None
 

@@ -24,16 +24,13 @@ from participants import keys, selectors, services
 
 
 def _site(request: Request, data: dict[str, Any] | None = None, *, control: bool) -> scoping.Scope | None:
-    """The site a request is about: from the body (`data`, consumed) or the query string."""
-    source: Any = data if data is not None else request.query_params
+    """The site a request is about: from the body (`data`, whose scope keys are consumed) or the query string."""
     if data is not None:
         scoping.check_user_id(request.user, data.pop("user_id", None))
-    return scoping.site_scope(
-        user=request.user,
-        project_id=source.pop("project_id", None) if data is not None else source.get("project_id"),
-        node_id=source.pop("node_id", None) if data is not None else source.get("node_id"),
-        control=control,
-    )
+        project_id, node_id = data.pop("project_id", None), data.pop("node_id", None)
+    else:
+        project_id, node_id = request.query_params.get("project_id"), request.query_params.get("node_id")
+    return scoping.site_scope(user=request.user, project_id=project_id, node_id=node_id, control=control)
 
 
 def _controlled_site(request: Request, data: dict[str, Any] | None = None) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from core.errors import InvalidInput
 from orchestration import services
 from orchestration.models import FederatedRun
 from tests.factories import NodeFactory, NodeSessionFactory, ProjectFactory
@@ -49,10 +50,10 @@ def test_a_projects_defaults_apply_where_the_request_names_nothing(alive: None) 
 def test_bad_defaults_are_refused_naming_run_config_and_change_nothing(values: dict[str, str], message: str) -> None:
     project = ProjectFactory()
 
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(InvalidInput) as refused:
         services.project_run_config_set(project=project, values=values, actor="t", via="t")
 
-    assert getattr(refused.value, "field", None) == "run_config" and message in str(refused.value)
+    assert refused.value.field == "run_config" and message in str(refused.value)
     project.refresh_from_db()
     assert "run_config" not in project.config
 

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as accounts_services
 from accounts.services.projects import project_create, project_join
+from core.errors import Conflict, InvalidInput
 from orchestration import services
 from orchestration.models import NodeSession
 from orchestration.runtime_config import superlink_config
@@ -68,9 +69,9 @@ def test_a_full_superlink_port_range_is_a_409_naming_listen_address(
     settings.SUPERLINK_PORT_RANGE = (9260, 9260)
     services.superlink_request_start(node=two_projects["a"]["coordinator"])
 
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(Conflict) as refused:
         services.superlink_request_start(node=two_projects["b"]["coordinator"])
-    assert getattr(refused.value, "field", None) == "listen_address"
+    assert refused.value.field == "listen_address"
     assert NodeSession.objects.filter(node=two_projects["b"]["coordinator"]).count() == 0
 
 
@@ -84,9 +85,9 @@ def test_a_supernode_dials_its_own_projects_superlink_when_no_address_is_given(t
 
 
 def test_a_supernode_of_a_project_without_a_superlink_needs_an_address(two_projects: dict[str, Any]) -> None:
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(InvalidInput) as refused:
         participant_services.supernode_request_start(node=two_projects["a"]["site"])
-    assert getattr(refused.value, "field", None) == "superlink_address"
+    assert refused.value.field == "superlink_address"
 
 
 # ---------------------------------------------------------------- which project a request is about
