@@ -162,14 +162,12 @@ def site_scope(*, user: Any, project_id: Any = None, node_id: Any = None, contro
 
 
 def _site_node_in(user: Any, project: Project) -> Node:
-    if project.slug == settings.PROJECT_SLUG and (
-        permissions.is_staff(user) or not _caller_nodes(user, NodeRole.PARTICIPANT).filter(project=project).exists()
-    ):
-        return accounts_services.participant_node_ensure(project=project)
+    """The caller's own participant node in `project`. On the default project, staff (and members
+    without a node of their own) act on the configured site node. A pending join was refused earlier."""
     node = _caller_nodes(user, NodeRole.PARTICIPANT).filter(project=project).order_by("-created_at").first()
+    if project.slug == settings.PROJECT_SLUG and (permissions.is_staff(user) or node is None):
+        return accounts_services.participant_node_ensure(project=project)
     if node is None:
-        if Node.objects.filter(project=project, user__django_user=user, join_status=JoinStatus.PENDING).exists():
-            raise Forbidden("your join of this project waits for a coordinator's approval", field="project_id")
         raise Forbidden("you have no node in this project: join it first", field="project_id")
     return node
 
