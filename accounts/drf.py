@@ -9,7 +9,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.services import audit_record
+from accounts.services import audit_record, audit_refusal_record
 
 
 class AuditedApiView(APIView):
@@ -35,12 +35,15 @@ class AuditedApiView(APIView):
 
     def _audit(self, request: Request, *, outcome: str, detail: dict[str, Any]) -> None:
         self._audited = True
-        audit_record(
-            actor=getattr(request, "user", None),
-            action=self.audit_action or f"{request.method} {request.path}"[:60],
-            outcome=outcome,
-            target=request.path,
-            remote_addr=request.META.get("REMOTE_ADDR", ""),
-            via="api",
-            detail={k: str(v)[:500] for k, v in detail.items()},
-        )
+        record = {
+            "actor": getattr(request, "user", None),
+            "action": self.audit_action or f"{request.method} {request.path}"[:60],
+            "target": request.path,
+            "remote_addr": request.META.get("REMOTE_ADDR", ""),
+            "via": "api",
+            "detail": {k: str(v)[:500] for k, v in detail.items()},
+        }
+        if outcome == "denied":  # anonymous refusals are recorded in bounded numbers
+            audit_refusal_record(**record)
+        else:
+            audit_record(outcome=outcome, **record)

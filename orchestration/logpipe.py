@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
+from orchestration.private_files import open_private_append
+
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
@@ -89,8 +91,7 @@ class _Sink:
         self.owner = owner
         self.file: TextIO | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the child's life
+            self.file = open_private_append(path)  # held open for the child's life
         self.seq = first_seq
         self.recent: deque[str] = deque(maxlen=recent_lines)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from orchestration.flower import strip_ansi
+from orchestration.private_files import CHILD_UMASK
 
 MAX_LINE = 64 * 1024  # a longer line is split; a child printing without newlines can't grow memory
 
@@ -264,7 +265,8 @@ def spawn(
     label: str,
     context: ContextT,
 ) -> Child[ContextT]:
-    """Start a child in its own session/process group, argv only, no shell, no stdin."""
+    """Start a child in its own session/process group, argv only, no shell, no stdin; what it
+    creates is its user's only (CHILD_UMASK)."""
     popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,
         stdin=subprocess.DEVNULL,
@@ -274,6 +276,7 @@ def spawn(
         cwd=str(cwd),
         start_new_session=True,
         close_fds=True,
+        umask=CHILD_UMASK,
     )
     # We read raw fds in the reader thread and close them at EOF. Take our own copies and
     # close Popen's file objects now: otherwise their finalizers would close the same fd

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from core.public_paths import public_text, public_value
 from orchestration.models import FederatedRun, LogLine, NodeEnrollment, NodeSession, RoundMetric
 
 
@@ -18,7 +19,12 @@ def iso(value: datetime | None) -> str | None:
 
 
 def _first_line(text: str, limit: int = 500) -> str:
-    return text.splitlines()[0][:limit] if text else ""
+    return public_text(text.splitlines()[0])[:limit] if text else ""
+
+
+def public_path(path: str) -> str | None:
+    """A stored path (a log file) as the API shows it: relative to its directory's setting."""
+    return public_text(path) or None
 
 
 # ----------------------------------------------------------------- runs
@@ -32,12 +38,12 @@ def run_output(run: FederatedRun) -> dict[str, Any]:
         "label": run.label,
         "federation_name": run.federation_name,
         "pid": run.pid,
-        "log_path": run.log_path or None,
+        "log_path": public_path(run.log_path),
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "exit_code": run.exit_code,
         "signal": run.signal,
-        "status_detail": run.status_detail,
+        "status_detail": public_text(run.status_detail),
         "config": run.config,
         "metrics": run.metrics,
         "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
@@ -69,7 +75,7 @@ def run_info_output(run: FederatedRun, *, coordinator: Any = None) -> dict[str, 
         "federation_name": run.federation_name,
         "started_at": iso(run.started_at),
         "pid": pid_text(run.pid),
-        "log_path": run.log_path or None,
+        "log_path": public_path(run.log_path),
         "run_id": str(run.id),
         "flower_run_id": run.flower_run_id or None,
         "status": run.status,
@@ -98,13 +104,13 @@ def session_output(session: NodeSession) -> dict[str, Any]:
         "kind": session.kind,
         "status": session.status,
         "pid": session.pid,
-        "log_path": session.log_path or None,
+        "log_path": public_path(session.log_path),
         "started_at": iso(session.started_at),
         "ended_at": iso(session.ended_at),
         "exit_code": session.exit_code,
         "signal": session.signal,
-        "status_detail": session.status_detail,
-        "runtime_config": {k: v for k, v in session.runtime_config.items() if k != "process"},
+        "status_detail": public_text(session.status_detail),
+        "runtime_config": {k: public_value(v) for k, v in session.runtime_config.items() if k != "process"},
     }
 
 
@@ -132,18 +138,19 @@ def enrollment_output(enrollment: NodeEnrollment) -> dict[str, Any]:
         "node_id": str(enrollment.node_id),
         "status": enrollment.status,
         "flower_node_id": enrollment.flower_node_id or None,
-        "detail": enrollment.detail or None,
+        "detail": public_text(enrollment.detail) or None,
     }
 
 
 def enrollment_event_output(enrollment: NodeEnrollment) -> dict[str, Any]:
-    return {**enrollment_output(enrollment), "detail": enrollment.detail[:500]}
+    return {**enrollment_output(enrollment), "detail": public_text(enrollment.detail)[:500]}
 
 
 # ----------------------------------------------------------------- log lines
 def log_line_output(*, seq: int, stream: str, source: str, ts: datetime, text: str) -> dict[str, Any]:
-    """One log line, over REST and websockets alike (fields, not an instance: the feeds read values)."""
-    return {"seq": seq, "stream": stream, "source": source, "ts": iso(ts), "text": text}
+    """One log line, over REST and websockets alike (fields, not an instance: the feeds read values).
+    FedML's directories in it (Flower's tracebacks, FedML's own lines) are named by their setting."""
+    return {"seq": seq, "stream": stream, "source": source, "ts": iso(ts), "text": public_text(text)}
 
 
 def log_lines_output(lines: list[LogLine]) -> list[dict[str, Any]]:

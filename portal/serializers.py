@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.models import Node, Project
+from core.public_paths import public_text, public_value
 from orchestration.models import FederatedRun, NodeSession
 from orchestration.serializers import iso
 from portal.selectors import ProjectStats
@@ -61,8 +62,8 @@ def session_output(session: NodeSession) -> dict[str, Any]:
         "pid": session.pid,
         "started_at": iso(session.started_at),
         "ended_at": iso(session.ended_at),
-        "runtime_config": {k: v for k, v in config.items() if k not in RUNTIME_CONFIG_PRIVATE_KEYS},
-        "log_stream": session.log_stream,
+        "runtime_config": {k: public_value(v) for k, v in config.items() if k not in RUNTIME_CONFIG_PRIVATE_KEYS},
+        "log_stream": public_text(session.log_stream),
         "created_at": iso(session.created_at),
         "kind": session.kind,
     }
@@ -80,7 +81,7 @@ def run_output(run: FederatedRun, *, with_log: bool = True) -> dict[str, Any]:
         "coordinator_session_id": _id(run.coordinator_session_id) if with_log else None,
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
-        "log_stream": run.log_stream if with_log else None,
+        "log_stream": public_text(run.log_stream) if with_log else None,
         "metrics": run.metrics if with_log else None,  # aggregated only (per-node ones live in round_metrics)
         "flower_run_id": (run.flower_run_id or None) if with_log else None,
         "created_at": iso(run.created_at),

@@ -1,6 +1,6 @@
 """Writes for people, projects and their nodes, grants, tokens and the audit log."""
 
-from accounts.services.audit import audit_record
+from accounts.services.audit import audit_record, audit_refusal_record
 from accounts.services.people import person_create_with_user, person_ensure_for_user, person_provision
 from accounts.services.projects import (
     coordinator_node_ensure,
@@ -27,6 +27,7 @@ __all__ = [
     "api_token_create",
     "api_token_revoke",
     "audit_record",
+    "audit_refusal_record",
     "coordinator_node_ensure",
     "membership_set",
     "node_join_decide",

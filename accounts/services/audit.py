@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 from typing import Any
 
+from django.core.cache import cache
+
 from accounts.models import AuditEvent
+
+logger = logging.getLogger(__name__)
+
+# Anonymous refusals cost an attacker nothing, so they are recorded in bounded numbers: at most
+# this many rows per client address per window (all paths, HTTP and websockets together) ...
+ANONYMOUS_ROWS_PER_WINDOW = 30
+ANONYMOUS_WINDOW_SECONDS = 60
+# ... and the refusals beyond them are counted (in the shared cache) and reported on the address's
+# next row. A count nobody reports within this time is dropped.
+SUPPRESSED_KEPT_SECONDS = 7 * 24 * 3600
 
 
 def _storable(value: Any, limit: int = 2000) -> Any:
@@ -40,4 +55,73 @@ def audit_record(
         remote_addr=_storable(remote_addr, 64),
         via=via,
         detail=_storable(detail or {}),
+    )
+
+
+def _address_key(kind: str, address: str) -> str:
+    digest = hashlib.sha256(address.encode("utf-8", "replace")).hexdigest()[:32]
+    return f"fedml:audit-anonymous:{kind}:{digest}"
+
+
+def anonymous_window_key(address: str) -> str:
+    """The cache key counting an address's anonymous refusals in its current window (it expires with it)."""
+    return _address_key("window", address)
+
+
+def _count(key: str, timeout: int) -> int:
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=timeout)
+        return 1
+
+
+def _take(key: str) -> int:
+    """Read a counter and subtract what was read: refusals counted meanwhile stay for the next row."""
+    taken = cache.get(key) or 0
+    if taken:
+        with contextlib.suppress(ValueError):  # expired meanwhile: nothing left to subtract from
+            cache.decr(key, taken)
+    return int(taken)
+
+
+def audit_refusal_record(
+    *,
+    actor: Any,
+    action: str,
+    target: str = "",
+    remote_addr: str = "",
+    via: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent | None:
+    """A refused request or websocket. A signed-in caller's refusals are each recorded; an anonymous
+    caller's at most ANONYMOUS_ROWS_PER_WINDOW per address and window, the rest counted and reported
+    as `suppressed_before` on the address's next row. Returns the row, or None when only counted."""
+    if getattr(actor, "is_authenticated", False):
+        return audit_record(
+            actor=actor, action=action, outcome="denied", target=target, remote_addr=remote_addr, via=via, detail=detail
+        )
+    written = _count(anonymous_window_key(remote_addr), ANONYMOUS_WINDOW_SECONDS)
+    if written > ANONYMOUS_ROWS_PER_WINDOW:
+        _count(_address_key("suppressed", remote_addr), SUPPRESSED_KEPT_SECONDS)
+        if written == ANONYMOUS_ROWS_PER_WINDOW + 1:
+            logger.warning(
+                "anonymous refusals from %r: more than %d in %d s; the rest of the window is counted, not recorded",
+                remote_addr,
+                ANONYMOUS_ROWS_PER_WINDOW,
+                ANONYMOUS_WINDOW_SECONDS,
+            )
+        return None
+    detail = dict(detail or {})
+    suppressed = _take(_address_key("suppressed", remote_addr))
+    if suppressed:
+        detail["suppressed_before"] = suppressed  # refusals from this address not recorded since its last row
+    if written == ANONYMOUS_ROWS_PER_WINDOW:
+        detail["limit"] = (
+            f"the {ANONYMOUS_ROWS_PER_WINDOW}th anonymous refusal from this address within "
+            f"{ANONYMOUS_WINDOW_SECONDS} s: later ones in the window are counted, not recorded"
+        )
+    return audit_record(
+        actor=actor, action=action, outcome="denied", target=target, remote_addr=remote_addr, via=via, detail=detail
     )

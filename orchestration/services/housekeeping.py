@@ -13,9 +13,11 @@ from django.utils import timezone
 
 from core.errors import InvalidInput
 from orchestration import selectors
+from orchestration.private_files import private_dirs
 
 
 def data_dirs_ensure() -> None:
+    """FedML's directories, those it creates 0700 (ones an operator made are left as they are)."""
     for path in (
         settings.DATA_DIR,
         settings.LOG_DIR,
@@ -23,7 +25,7 @@ def data_dirs_ensure() -> None:
         settings.ARTIFACTS_DIR,
         settings.CERTIFICATES_DIR,
     ):
-        Path(path).mkdir(parents=True, exist_ok=True)
+        private_dirs(Path(path))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from accounts import services as accounts_services
 from accounts.management.base import call
 from orchestration import selectors, services, waits
 from orchestration.management.base import follow_run
+from orchestration.private_files import CHILD_UMASK, open_private_append
 from orchestration.states import RunStatus
 from participants import services as participant_services
 
@@ -126,13 +127,14 @@ class Command(BaseCommand):
                 self._teardown(started)
 
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
-        with open(Path(settings.LOG_DIR) / f"{name}.out", "ab") as log:
+        with open_private_append(Path(settings.LOG_DIR) / f"{name}.out") as log:
             return subprocess.Popen(  # noqa: S603 - argv list, no shell
                 [sys.executable, *argv],
                 cwd=settings.BASE_DIR,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=CHILD_UMASK,
             )
 
     def _teardown(self, started: list[subprocess.Popen[bytes]]) -> None:
