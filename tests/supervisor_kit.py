@@ -15,7 +15,9 @@ from django.db import connection
 from accounts import services as accounts_services
 from orchestration import procs
 from orchestration.models import FederatedRun, NodeSession
+from orchestration.private_files import private_dirs
 from orchestration.supervisor import Supervisor
+from orchestration.supervisor.common import telemetry_dir
 from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.fake_launcher import FakeChildLauncher
 from tests.stack import ROOT, free_port
@@ -99,3 +101,29 @@ def run_on_a_silent_superlink() -> tuple[FederatedRun, int]:
     )
     run = FederatedRunFactory(project=superlink.node.project, coordinator_session=superlink, status="requested")
     return run, port
+
+
+def superlink_row(port: int) -> NodeSession:
+    """A running SuperLink row of a live supervisor (so no start-up reconcile takes it for an
+    orphan), with the telemetry directory its start would have made."""
+    link = NodeSessionFactory(
+        node=accounts_services.coordinator_node_ensure(),
+        kind="superlink",
+        status="running",
+        supervisor_id=SupervisorHeartbeatFactory().id,
+        runtime_config={"host": "127.0.0.1", "port": port, "address": f"127.0.0.1:{port}", "insecure": True},
+    )
+    private_dirs(telemetry_dir(link.pk))
+    return link
+
+
+def request_run(superlink: NodeSession) -> FederatedRun:
+    return FederatedRunFactory(project=superlink.node.project, coordinator_session=superlink, status="requested")
+
+
+def run_ended(run: FederatedRun) -> Callable[[], FederatedRun | None]:
+    def check() -> FederatedRun | None:
+        row = FederatedRun.objects.get(pk=run.pk)
+        return None if row.is_live else row
+
+    return check

@@ -18,6 +18,7 @@ from orchestration.models import FederatedRun, LogLine, NodeSession, ProjectEven
 from orchestration.runtime_config import superlink_config
 from tests.factories import UserFactory, person_of
 from tests.stack import Stack, wait_until
+from tests.ws import collect_lines
 
 pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
 
@@ -53,6 +54,25 @@ async def _socket_close_code(path: str, token: str) -> int | None:
         await communicator.disconnect()
         return message.get("code") if message["type"] == "websocket.close" else None
     return code
+
+
+async def _socket_lines(path: str, token: str, until_seq: int) -> list[dict[str, Any]]:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    communicator = WebsocketCommunicator(application, path, headers=headers, subprotocols=["fedml", f"bearer.{token}"])
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected, path
+    try:
+        lines, _ = await collect_lines(communicator, until_seq=until_seq)
+    finally:
+        await communicator.disconnect()
+    return lines
+
+
+def _assert_no_telemetry(texts: list[str], who: str) -> None:
+    """What a participant reads of the run's log holds no per-node figures (no telemetry at all)."""
+    assert texts, who
+    leaked = [t for t in texts if "FEDML_METRICS" in t or '"per_node"' in t or "FEDML_ARTIFACT {" in t]
+    assert leaked == [], who
 
 
 def test_two_projects_run_at_once_on_their_own_superlinks_and_see_nothing_of_each_other(stack: Stack) -> None:
@@ -115,6 +135,20 @@ def test_two_projects_run_at_once_on_their_own_superlinks_and_see_nothing_of_eac
         texts = "\n".join(LogLine.objects.filter(run=run).values_list("text", flat=True))
         other = run_b if run is run_a else run_a
         assert str(other.pk) not in texts and other.flower_run_id not in texts
+
+    # A participant reads its run's whole log, over REST and the websocket: no site's figures in it.
+    for world, run in ((a, run_a), (b, run_b)):
+        member = world["member"]
+        status, body = member.get(f"/api/coordinator/runs/{run.pk}/logs?limit=5000")
+        assert status == 200, body
+        _assert_no_telemetry([line["text"] for line in body["lines"]], "REST")
+        last_seq = LogLine.objects.filter(run=run).order_by("-seq").values_list("seq", flat=True).first()
+        assert last_seq == body["lines"][-1]["seq"]
+        lines = asyncio.run(_socket_lines(f"/ws/runs/{run.pk}/logs/", member.token, last_seq))
+        _assert_no_telemetry([line["text"] for line in lines], "websocket")
+        status, detail = member.get(f"/api/coordinator/runs/{run.pk}")
+        assert status == 200 and detail["metrics"]["evaluate"], detail  # aggregated figures: shared
+        assert detail["rounds"] and all(r["per_node"] == {} for r in detail["rounds"])
 
     # Events: each project's feed names only its own runs and sessions.
     for world, own_run, other_run in ((a, run_a, run_b), (b, run_b, run_a)):

@@ -1,4 +1,4 @@
-"""Reading what Flower prints: its run id, telemetry lines and `flwr ... --format json` answers."""
+"""Reading what Flower prints: its run id and `flwr ... --format json` answers."""
 
 from __future__ import annotations
 
@@ -39,42 +39,6 @@ def test_parse_run_started_reads_plain_and_json_forms(line, expected):
 )
 def test_parse_run_started_ignores_other_lines(line):
     assert flower.parse_run_started(line) is None
-
-
-def test_parse_metrics_reads_a_versioned_telemetry_line():
-    payload = {"v": 1, "phase": "train", "round": 2, "aggregated": {"loss": 0.5}, "per_node": {"1": {"loss": 0.4}}}
-    line = "INFO :  " + flower.METRICS_PREFIX + json.dumps(payload)
-
-    assert flower.parse_metrics(line) == payload
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        {"v": 2, "phase": "train", "round": 1},
-        {"v": 1, "phase": "predict", "round": 1},
-        {"v": 1, "phase": "train", "round": "1"},
-        {"v": 1, "phase": "evaluate", "round": 1, "aggregated": [1]},
-        {"v": 1, "phase": "evaluate", "round": 1, "per_node": "x"},
-    ],
-)
-def test_parse_metrics_refuses_payloads_outside_the_contract(payload):
-    assert flower.parse_metrics(flower.METRICS_PREFIX + json.dumps(payload)) is None
-
-
-def test_parse_metrics_ignores_unrelated_and_broken_lines():
-    assert flower.parse_metrics("round 1 loss 0.5") is None
-    assert flower.parse_metrics(flower.METRICS_PREFIX + "{not json") is None
-    assert flower.parse_metrics(flower.METRICS_PREFIX + "[1, 2]") is None
-
-
-def test_parse_artifact_requires_a_string_path():
-    good = flower.ARTIFACT_PREFIX + json.dumps({"v": 1, "path": "/data/model.pt", "fedml_run_id": "x"})
-
-    assert flower.parse_artifact(good) == {"v": 1, "path": "/data/model.pt", "fedml_run_id": "x"}
-    assert flower.parse_artifact(flower.ARTIFACT_PREFIX + json.dumps({"v": 1, "path": 3})) is None
-    assert flower.parse_artifact(flower.ARTIFACT_PREFIX + json.dumps({"path": "/x"})) is None
-    assert flower.parse_artifact(flower.METRICS_PREFIX + json.dumps({"v": 1, "path": "/x"})) is None
 
 
 LS_SAMPLE = {

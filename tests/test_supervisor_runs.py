@@ -5,9 +5,8 @@ only Flower's programs are fake."""
 
 from __future__ import annotations
 
-import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,19 @@ from django.conf import settings as django_settings
 
 from accounts import services as accounts_services
 from orchestration import flower, services
-from orchestration.models import FederatedRun, LogLine, NodeSession, RoundMetric
-from tests.factories import FederatedRunFactory, NodeSessionFactory, SupervisorHeartbeatFactory
+from orchestration.models import FederatedRun, LogLine, NodeSession
+from tests.factories import NodeSessionFactory
 from tests.fake_launcher import FakeChildLauncher, ls_answer
 from tests.stack import free_port
 from tests.supervisor_kit import (
     MakeSupervisor,
     child_of,
     drive,
+    request_run,
+    run_ended,
     run_on_a_silent_superlink,
     started_supervisors,
+    superlink_row,
     use_own_dirs,
 )
 
@@ -45,29 +47,6 @@ def superlink_port() -> Iterator[int]:
     port = free_port()
     with socket.create_server(("127.0.0.1", port)):
         yield port
-
-
-def superlink_row(port: int) -> NodeSession:
-    """A running SuperLink row of a live supervisor (so no start-up reconcile takes it for an orphan)."""
-    return NodeSessionFactory(
-        node=accounts_services.coordinator_node_ensure(),
-        kind="superlink",
-        status="running",
-        supervisor_id=SupervisorHeartbeatFactory().id,
-        runtime_config={"host": "127.0.0.1", "port": port, "address": f"127.0.0.1:{port}", "insecure": True},
-    )
-
-
-def request_run(superlink: NodeSession) -> FederatedRun:
-    return FederatedRunFactory(project=superlink.node.project, coordinator_session=superlink, status="requested")
-
-
-def run_ended(run: FederatedRun) -> Callable[[], FederatedRun | None]:
-    def check() -> FederatedRun | None:
-        row = FederatedRun.objects.get(pk=run.pk)
-        return None if row.is_live else row
-
-    return check
 
 
 def run_log(run: FederatedRun) -> list[LogLine]:
@@ -130,6 +109,38 @@ def test_flwr_run_exiting_before_flower_accepted_the_run_fails_it_without_asking
     assert launcher.of("ls") == []
 
 
+def test_flowers_sentence_in_fedmls_own_argv_line_is_not_flower_accepting_the_run(make_supervisor, superlink_port):
+    """FedML's `[fedml] started pid ...` line echoes the argv (run config included): a value holding
+    Flower's sentence must not make a failed `flwr run` look accepted under another run id."""
+    launcher = FakeChildLauncher(
+        run=("0", "1", "--note", "Successfully started run 99", "--say", "x Successfully started run 98"),
+        ls=ls_answer("finished:completed", flower_run_id="99"),
+    )
+    sup = make_supervisor(launcher)
+    run = request_run(superlink_row(superlink_port))
+
+    done = drive(sup, run_ended(run), message="the run to fail")
+
+    assert done.status == "failed"
+    assert done.flower_run_id == ""
+    assert done.status_detail.startswith("`flwr run` exited with code 1 before Flower accepted the run.")
+    assert launcher.of("ls") == []
+
+
+def test_only_the_first_run_id_flwr_run_prints_counts(make_supervisor, superlink_port):
+    """Once Flower said which run it started, what streams after it (the ServerApp's log, with
+    whatever sites made it say) cannot change the id."""
+    launcher = FakeChildLauncher(
+        run=("0", "0", "--say", STARTED, "--say", "Successfully started run 7"), ls=ls_answer("finished:completed")
+    )
+    sup = make_supervisor(launcher)
+    run = request_run(superlink_row(superlink_port))
+
+    done = drive(sup, run_ended(run), message="the run to finish")
+
+    assert (done.status, done.flower_run_id) == ("completed", "42")
+
+
 def test_a_run_whose_superlink_is_gone_fails_when_flower_cannot_be_asked(make_supervisor, superlink_port):
     launcher = FakeChildLauncher(run=("0", "0", "--say", STARTED), ls=("0", "0"))  # `flwr ls` says nothing
     sup = make_supervisor(launcher)
@@ -183,34 +194,6 @@ def test_a_run_that_cannot_be_started_fails_saying_so_in_its_log_and_row(make_su
     assert "no-app-here" in cause
     assert [line.text for line in run_log(run)] == [f"[fedml] could not start `flwr run`: {cause}"]
     assert sup.live_children() == ()
-
-
-def test_telemetry_lines_become_round_metrics_and_the_artifact_path(make_supervisor, superlink_port):
-    def run_args(run: FederatedRun) -> list[str]:
-        metrics = {
-            "v": 1,
-            "fedml_run_id": str(run.pk),
-            "flwr_run_id": "42",
-            "round": 1,
-            "num_rounds": 2,
-            "phase": "evaluate",
-            "aggregated": {"accuracy": 0.9},
-            "per_node": {"7": {"accuracy": 0.8}},
-        }
-        artifact = {"v": 1, "fedml_run_id": str(run.pk), "path": "/tmp/model.pt"}
-        lines = [STARTED, f"FEDML_METRICS {json.dumps(metrics)}", f"FEDML_ARTIFACT {json.dumps(artifact)}"]
-        return ["0", "0", *[arg for line in lines for arg in ("--say", line)]]
-
-    sup = make_supervisor(FakeChildLauncher(run=run_args, ls=ls_answer("finished:completed")))
-    run = request_run(superlink_row(superlink_port))
-
-    done = drive(sup, run_ended(run), message="the run to finish")
-
-    metric = RoundMetric.objects.get(run=run)
-    assert (metric.round, metric.phase, metric.aggregated) == (1, "evaluate", {"accuracy": 0.9})
-    assert metric.per_node == {"7": {"accuracy": 0.8}}
-    assert done.metrics["num_rounds"] == 2
-    assert done.metrics["artifact_path"] == "/tmp/model.pt"
 
 
 def test_a_superlink_stop_stops_its_run_first(make_supervisor, superlink_port):

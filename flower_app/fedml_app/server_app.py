@@ -1,4 +1,4 @@
-"""FedML ServerApp: runs the strategy, emits FEDML_* telemetry, saves the model."""
+"""FedML ServerApp: runs the strategy, reports each round's metrics to FedML (telemetry.Channel), saves the model."""
 
 from __future__ import annotations
 
@@ -38,15 +38,16 @@ def aggregate_metrics(records: list[RecordDict], weighting_key: str) -> MetricRe
 
 
 class TelemetryMixin:
-    """Emits one FEDML_METRICS line after every train / evaluate aggregation."""
+    """Reports one metrics record after every train / evaluate aggregation (never to the log)."""
 
     fedml_run_id: str = ""
     flwr_run_id: int | None = None
     num_rounds: int = 0
+    channel: telemetry.Channel = telemetry.Channel(None)
 
     def _emit(self, server_round: int, phase: str, replies: list[Message], agg: MetricRecord | None) -> None:
-        telemetry.emit(
-            telemetry.format_metrics_line(
+        self.channel.write(
+            telemetry.metrics_record(
                 fedml_run_id=self.fedml_run_id,
                 flwr_run_id=self.flwr_run_id,
                 server_round=server_round,
@@ -164,6 +165,7 @@ def main(grid: Grid, context: Context) -> None:
     strategy.fedml_run_id = fedml_run_id
     strategy.flwr_run_id = context.run_id
     strategy.num_rounds = num_rounds
+    strategy.channel = channel = telemetry.Channel.for_run(fedml_run_id)
 
     log(
         INFO,
@@ -192,7 +194,5 @@ def main(grid: Grid, context: Context) -> None:
     if final_arrays is initial_arrays:
         log(WARNING, "No successful training round; saving the initial model")
     torch.save(final_arrays.to_torch_state_dict(), out_path)
-    log(INFO, "Saved final global model to %s", out_path)
-    telemetry.emit(
-        telemetry.format_artifact_line(fedml_run_id=fedml_run_id, flwr_run_id=context.run_id, path=str(out_path))
-    )
+    log(INFO, "Saved final global model as %s", out_path.name)  # no server paths in a log participants read
+    channel.write(telemetry.artifact_record(fedml_run_id=fedml_run_id, flwr_run_id=context.run_id, path=str(out_path)))

@@ -1,34 +1,38 @@
-"""FedML telemetry lines emitted by the ServerApp.
+"""FedML telemetry: what the ServerApp reports to FedML's supervisor, and how.
 
-Contract with FedML's supervisor (one line each, compact JSON after the tag)::
+The channel is a file only this run's ServerApp is told about: FedML starts the SuperLink with
+``FEDML_TELEMETRY_DIR`` in its environment (a 0700 directory per SuperLink), Flower's
+SuperExec passes its environment on to the ServerApp process, and the ServerApp appends one
+JSON object per line to ``$FEDML_TELEMETRY_DIR/<FedML run id>.jsonl``. SuperNodes and their
+ClientApps never get the variable, and nothing here is printed: telemetry never travels in a
+log, so no process output (a ClientApp's print, a remote site's error text that Flower logs)
+can be taken for metrics, and participants reading the run's log see no per-node figures.
 
-    FEDML_METRICS {"v":1,"fedml_run_id":"...","flwr_run_id":"123",
-                   "ts":1764293000.123,"round":1,"num_rounds":5,"phase":"train"|"evaluate",
-                   "aggregated":{"train_loss":0.3},
-                   "per_node":{"<node id>":{"train_loss":0.31,...},...}}
-    FEDML_ARTIFACT {"v":1,"fedml_run_id":"...","flwr_run_id":"123","ts":...,
-                    "path":"/abs/model.pt"}
+One record per line (compact JSON)::
 
-``flwr_run_id`` (Flower's run id as a decimal string, as in
-``flwr ls --format json``) and ``ts`` (emit time, Unix seconds) are extras on
-top of the minimal contract.
+    {"v":1,"kind":"metrics","fedml_run_id":"...","flwr_run_id":"123","ts":1764293000.123,
+     "round":1,"num_rounds":5,"phase":"train"|"evaluate",
+     "aggregated":{"train_loss":0.3},"per_node":{"<node id>":{"train_loss":0.31,...},...}}
+    {"v":1,"kind":"artifact","fedml_run_id":"...","flwr_run_id":"123","ts":...,"path":"/abs/model.pt"}
 
-Metric values are JSON floats; non-finite values (NaN/inf) become ``null`` and
-list-valued metrics are dropped, so every line is strict JSON.
+Metric values are JSON floats; non-finite values (NaN/inf) become ``null`` and list-valued
+metrics are dropped, so every line is strict JSON. Outside FedML (no variable) nothing is written.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
+import os
+import re
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-METRICS_TAG = "FEDML_METRICS"
-ARTIFACT_TAG = "FEDML_ARTIFACT"
+TELEMETRY_DIR_ENV = "FEDML_TELEMETRY_DIR"
 SCHEMA_VERSION = 1
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def _num(value: Any) -> float | None:
@@ -64,11 +68,7 @@ def per_node_metrics(replies: Iterable[Any]) -> dict[str, dict[str, float | None
     return out
 
 
-def _dumps(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False, sort_keys=False)
-
-
-def format_metrics_line(
+def metrics_record(
     *,
     fedml_run_id: str,
     flwr_run_id: int | None,
@@ -77,11 +77,12 @@ def format_metrics_line(
     phase: str,
     aggregated: Mapping[str, Any] | None,
     per_node: Mapping[str, Mapping[str, Any]],
-) -> str:
+) -> dict[str, Any]:
     if phase not in ("train", "evaluate"):
         raise ValueError(f"phase must be 'train' or 'evaluate', got {phase!r}")
-    payload = {
+    return {
         "v": SCHEMA_VERSION,
+        "kind": "metrics",
         "fedml_run_id": fedml_run_id,
         "flwr_run_id": None if flwr_run_id is None else str(flwr_run_id),
         "ts": round(time.time(), 3),
@@ -91,36 +92,41 @@ def format_metrics_line(
         "aggregated": clean_metrics(aggregated),
         "per_node": {str(k): clean_metrics(v) for k, v in per_node.items()},
     }
-    return f"{METRICS_TAG} {_dumps(payload)}"
 
 
-def format_artifact_line(*, fedml_run_id: str, flwr_run_id: int | None, path: str) -> str:
-    payload = {
+def artifact_record(*, fedml_run_id: str, flwr_run_id: int | None, path: str) -> dict[str, Any]:
+    return {
         "v": SCHEMA_VERSION,
+        "kind": "artifact",
         "fedml_run_id": fedml_run_id,
         "flwr_run_id": None if flwr_run_id is None else str(flwr_run_id),
         "ts": round(time.time(), 3),
         "path": path,
     }
-    return f"{ARTIFACT_TAG} {_dumps(payload)}"
 
 
-def parse_line(line: str) -> tuple[str, dict[str, Any]] | None:
-    """Parse a (possibly prefixed, e.g. by a log formatter) telemetry line.
+class Channel:
+    """Appends records to this run's telemetry file; a no-op when FedML did not start the SuperLink."""
 
-    Returns ``(tag, payload)`` or ``None``. Handy for FedML-side parsing/tests.
-    """
-    for tag in (METRICS_TAG, ARTIFACT_TAG):
-        pos = line.find(tag + " {")
-        if pos >= 0:
-            try:
-                return tag, json.loads(line[pos + len(tag) + 1 :].strip())
-            except json.JSONDecodeError:
-                return None
-    return None
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
 
+    @classmethod
+    def for_run(cls, fedml_run_id: str, environ: Mapping[str, str] | None = None) -> Channel:
+        directory = (environ if environ is not None else os.environ).get(TELEMETRY_DIR_ENV, "")
+        name = _SAFE_NAME.sub("_", fedml_run_id)
+        if not directory or not name:
+            return cls(None)
+        return cls(Path(directory) / f"{name}.jsonl")
 
-def emit(line: str) -> None:
-    """Write one telemetry line to the ServerApp's stdout (flushed)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self.path is None:
+            return
+        data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        # One write of a whole line with O_APPEND: the reader never sees half a record
+        # followed by another's start. 0600: the file is FedML's and this process's only.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)

@@ -1,4 +1,5 @@
-"""Reading what Flower prints: its run id, `flwr ... --format json` answers, and the ServerApp's telemetry lines."""
+"""Reading what Flower prints: its run id and `flwr ... --format json` answers. (Telemetry never
+comes from output: see orchestration/flower/telemetry.py.)"""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from typing import Any
 ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
-RUN_STARTED_RE = re.compile(r"Successfully started run (\d+)")
-
-
-METRICS_PREFIX = "FEDML_METRICS "
-
-
-ARTIFACT_PREFIX = "FEDML_ARTIFACT "
+# The whole line, as `flwr run` prints it (flwr/cli/run/run.py): a line that merely contains
+# the sentence (an echoed argument, a streamed app log) is not Flower saying it.
+# Older releases logged it: "INFO :   🎊 Successfully started run N".
+RUN_STARTED_RE = re.compile(
+    r"\s*(?:INFO\s*:\s*)?(?:\U0001f38a\s*)?Successfully started run (\d+)(?: in federation \S+)?\s*"
+)
 
 
 def strip_ansi(text: str) -> str:
@@ -25,7 +25,8 @@ def strip_ansi(text: str) -> str:
 
 
 def parse_run_started(line: str) -> str | None:
-    match = RUN_STARTED_RE.search(line)
+    """Flower's run id from a line `flwr run` itself printed on stdout (never a FedML system line)."""
+    match = RUN_STARTED_RE.fullmatch(strip_ansi(line))
     if match:
         return match.group(1)
     stripped = line.strip()
@@ -37,34 +38,6 @@ def parse_run_started(line: str) -> str | None:
         if data.get("success") and data.get("run-id") is not None:
             return str(data["run-id"])
     return None
-
-
-def _parse_prefixed(line: str, prefix: str) -> dict[str, Any] | None:
-    index = line.find(prefix)
-    if index < 0:
-        return None
-    try:
-        data = json.loads(line[index + len(prefix) :])
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) and data.get("v") == 1 else None
-
-
-def parse_metrics(line: str) -> dict[str, Any] | None:
-    """A ServerApp telemetry line: see flower_app/fedml_app/telemetry.py for the contract."""
-    data = _parse_prefixed(line, METRICS_PREFIX)
-    if not data:
-        return None
-    if data.get("phase") not in {"train", "evaluate"} or not isinstance(data.get("round"), int):
-        return None
-    if not isinstance(data.get("aggregated", {}), dict) or not isinstance(data.get("per_node", {}), dict):
-        return None
-    return data
-
-
-def parse_artifact(line: str) -> dict[str, Any] | None:
-    data = _parse_prefixed(line, ARTIFACT_PREFIX)
-    return data if data and isinstance(data.get("path"), str) else None
 
 
 @dataclass(frozen=True)

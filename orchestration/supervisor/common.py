@@ -163,3 +163,8 @@ def clear_current_run_id(run_id: Any) -> None:
         flower.set_current_run_id(settings.FLOWER_APP_DIR, "", only_if=str(run_id))
     except (OSError, KeyError, ValueError):
         logger.exception("could not clear current-run-id for run %s", run_id)
+
+
+def telemetry_dir(superlink_session_id: Any) -> Path:
+    """Where a SuperLink's ServerApps write their runs' telemetry (`FEDML_TELEMETRY_DIR`)."""
+    return Path(settings.DATA_DIR) / "telemetry" / f"superlink-{superlink_session_id}"

@@ -17,6 +17,7 @@ from orchestration.models import FederatedRun
 from orchestration.states import RUN_CLAIMED_STATUSES, RunStatus, SessionStatus
 from orchestration.supervisor.common import STATUS_POLL_INTERVAL, ExitReport, clear_current_run_id
 from orchestration.supervisor.flower_control import FlowerControl
+from orchestration.supervisor.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ WAITING = _Waiting()
 
 
 class RunFinisher:
-    def __init__(self, *, control: FlowerControl) -> None:
+    def __init__(self, *, control: FlowerControl, telemetry: Telemetry) -> None:
         self.control = control
+        self.telemetry = telemetry
         self._finishing: dict[str, _Finishing] = {}  # loop thread only
 
     def begin(self, run_id: str, exit: ExitReport) -> None:
@@ -120,6 +122,9 @@ class RunFinisher:
         # also sees the app's pyproject back to no current run.
         clear_current_run_id(run_id)
         try:
+            # The ServerApp has exited: its last records (the final round, the model) are on
+            # disk and are read before the row is final, after which none is accepted.
+            self.telemetry.finish(run_id)
             if outcome is not None:
                 services.run_mark_ended(run_id=run_id, status=outcome[0], detail=outcome[1])
         except Exception:

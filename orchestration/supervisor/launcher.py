@@ -8,7 +8,7 @@ child instead (tests/fake_launcher.py), so nothing of the supervisor itself is r
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -16,8 +16,10 @@ from django.conf import settings
 
 from orchestration import flower, procs
 from orchestration.models import FederatedRun, NodeEnrollment, NodeSession
+from orchestration.private_files import private_dirs
 from orchestration.runtime_config import path_or_none, superlink_config, supernode_config
 from orchestration.states import EnrollmentStatus, SessionKind
+from orchestration.supervisor.common import telemetry_dir
 
 ContextT = TypeVar("ContextT")
 
@@ -31,10 +33,11 @@ class RunControl(enum.Enum):
 
 @dataclass(frozen=True)
 class Command:
-    """A process to start: an argv list (never a shell) and the FLWR_HOME it gets."""
+    """A process to start: an argv list (never a shell), the FLWR_HOME it gets and any extra environment."""
 
     argv: list[str]
     flwr_home: Path
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class Launcher(Protocol):
@@ -61,7 +64,8 @@ class FlowerLauncher:
             link = superlink_config(session)
             certs = link.certificates
             database = Path(link.database)
-            database.parent.mkdir(parents=True, exist_ok=True)
+            # The SuperLink's state is FedML's alone: narrowed to 0700 if an older FedML made it 0755.
+            private_dirs(database.parent).chmod(0o700)
             argv = flower.superlink_argv(
                 bin_dir=settings.FLOWER_BIN_DIR,
                 host=link.host,
@@ -75,7 +79,10 @@ class FlowerLauncher:
                 else None,
                 extra_args=link.extra_args,
             )
-            return Command(argv, home)
+            # Only the SuperLink (and so its ServerApps, through SuperExec) learns where
+            # telemetry goes; SuperNodes and their ClientApps never do.
+            channel = private_dirs(telemetry_dir(session.pk))
+            return Command(argv, home, env={flower.TELEMETRY_DIR_ENV: str(channel)})
         node = supernode_config(session)
         argv = flower.supernode_argv(
             bin_dir=settings.FLOWER_BIN_DIR,
@@ -135,10 +142,10 @@ class FlowerLauncher:
         return Command(argv, home)
 
     def start(self, command: Command, *, label: str, context: ContextT) -> procs.Child[ContextT]:
-        command.flwr_home.mkdir(parents=True, exist_ok=True)
+        private_dirs(command.flwr_home)
         return procs.spawn(
             command.argv,
-            env=flower.child_env(flwr_home=command.flwr_home, bin_dir=settings.FLOWER_BIN_DIR),
+            env=flower.child_env(flwr_home=command.flwr_home, extra=command.env, bin_dir=settings.FLOWER_BIN_DIR),
             cwd=settings.DATA_DIR,
             label=label,
             context=context,
@@ -154,6 +161,7 @@ class FlowerLauncher:
 def connection_home(home: Path, superlink: NodeSession | None, connection_name: str) -> Path:
     """A FLWR_HOME whose config.toml names the SuperLink connection (TLS from the session's certificates)."""
     link = superlink_config(superlink) if superlink is not None else None
+    private_dirs(home)
     flower.write_cli_config(
         flwr_home=home,
         connection=connection_name or DEFAULT_CONNECTION,

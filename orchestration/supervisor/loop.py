@@ -71,15 +71,16 @@ class Supervisor:
         control = FlowerControl(table=self.table)
         self.heartbeat = Heartbeat(supervisor_id=self.id, hostname=self.hostname, started_at=timezone.now())
         self.reaper = Reaper(table=self.table, subreaper=self.subreaper)
-        self.telemetry = Telemetry(wake=self._wake)
+        self.telemetry = Telemetry()
         self.sessions = SessionWorker(supervisor_id=self.id, scope=self.scope, table=self.table, wake=self._wake)
-        self.finisher = RunFinisher(control=control)
+        self.finisher = RunFinisher(control=control, telemetry=self.telemetry)
         self.runs = RunWorker(
             supervisor_id=self.id,
             scope=self.scope,
             table=self.table,
             control=control,
             finisher=self.finisher,
+            telemetry=self.telemetry,
             wake=self._wake,
         )
         self.enrollments = EnrollmentWorker(supervisor_id=self.id, scope=self.scope, table=self.table)
@@ -164,7 +165,6 @@ class Supervisor:
     def _on_lines_saved(self, owner: Owner, lines: list[Line]) -> None:
         """The log writer's hook, on its thread: hand saved lines to the workers that read them."""
         self.runs.on_lines_saved(owner, lines)
-        self.telemetry.on_lines_saved(owner, lines)
 
 
 def _close_this_threads_connection() -> None:

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from orchestration import flower, procs, selectors, services
 from orchestration.logpipe import Line, Owner
-from orchestration.models import FederatedRun
+from orchestration.models import FederatedRun, LogStream
 from orchestration.runtime_config import superlink_config
 from orchestration.states import RunStatus
 from orchestration.supervisor.children import ChildTable
@@ -35,6 +35,7 @@ from orchestration.supervisor.common import (
 from orchestration.supervisor.finisher import RunFinisher
 from orchestration.supervisor.flower_control import FlowerControl
 from orchestration.supervisor.scope import Scope
+from orchestration.supervisor.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class RunWorker:
         table: ChildTable,
         control: FlowerControl,
         finisher: RunFinisher,
+        telemetry: Telemetry,
         wake: threading.Event,
     ) -> None:
         self.supervisor_id = supervisor_id
@@ -63,10 +65,12 @@ class RunWorker:
         self.table = table
         self.control = control
         self.finisher = finisher
+        self.telemetry = telemetry
         # Filled by the log writer's thread, in the order the run's lines were saved: Flower's
         # run id always arrives before the exit of the `flwr run` that printed it.
         self.events: Inbox[FlowerAccepted | ExitReport] = Inbox(wake)
         self.accepting = True  # no new claims once the supervisor shuts down
+        self._announced: set[str] = set()  # runs whose Flower run id was seen (log writer's thread)
         # Loop thread only.
         self._awaiting_superlink: dict[str, float] = {}  # run id -> when it was claimed
         self._children: dict[str, Child] = {}  # run id -> its `flwr run`, until it exits
@@ -96,14 +100,21 @@ class RunWorker:
             services.run_request_stop_by_id(run_id=run_id)
 
     def on_lines_saved(self, owner: Owner, lines: list[Line]) -> None:
-        """The log writer's hook (its thread): Flower's run id, from the lines of `flwr run`."""
-        if owner.kind != "run":
+        """The log writer's hook (its thread): Flower's run id, from what `flwr run` printed.
+
+        Only the first such line of the run's own `flwr run` counts: FedML's system lines (which
+        echo the argv, run config included) never, and neither does anything streamed after it
+        (the ServerApp's log, with whatever sites and ClientApps made it say)."""
+        run_id = str(owner.id)
+        if owner.kind != "run" or run_id in self._announced:
             return
         for line in lines:
-            if line.source == "run" and "run" in line.text:
+            if line.source == "run" and line.stream == LogStream.STDOUT:
                 flower_run_id = flower.parse_run_started(line.text)
                 if flower_run_id:
-                    self.events.put(FlowerAccepted(run_id=str(owner.id), flower_run_id=flower_run_id))
+                    self._announced.add(run_id)
+                    self.events.put(FlowerAccepted(run_id=run_id, flower_run_id=flower_run_id))
+                    return
 
     # ---------------------------------------------------------------- start
     def _claim(self) -> bool:
@@ -150,8 +161,10 @@ class RunWorker:
             context = ChildContext(
                 role=ChildRole.RUN, subject_id=str(run.pk), source="run", owner=owner, on_exit=self.events.put
             )
+            self.telemetry.watch(run)  # before `flwr run` exists: a leftover file is cleared first
             child = self.table.spawn(command, label=f"run {run.pk}", context=context, log_path=log_path)
         except (OSError, KeyError, ValueError) as exc:
+            self.telemetry.finish(str(run.pk))
             logger.exception("could not spawn run %s", run.pk)
             writer = self.table.writer
             writer.open(owner, None)
@@ -179,6 +192,7 @@ class RunWorker:
                     logger.exception("could not record Flower's run id for run %s", event.run_id)
                 continue
             run_id = event.child.context.subject_id
+            self._announced.discard(run_id)  # every line of it is saved by now
             self._children.pop(run_id, None)
             self._stop_sent.pop(run_id, None)
             try:

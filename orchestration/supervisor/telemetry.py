@@ -1,57 +1,120 @@
-"""Telemetry without user code: the ServerApp prints FEDML_METRICS after each round and
-FEDML_ARTIFACT at the end; once such a line is saved, it becomes round metrics and the run's
-`metrics` (docs/architecture.md, "Telemetry")."""
+"""Telemetry without user code: each run's ServerApp appends metrics records to its own channel
+file (see orchestration/flower/telemetry.py); this worker follows the files of the runs it
+spawned and turns their records into round metrics and the run's `metrics`.
+
+Log lines are never read for telemetry: what a ClientApp prints, or a remote site's error text
+Flower logs, stays a plain log line. A record counts only from the run's own file, names that
+run (and Flower's run id, once known), passes the contract, and arrives while the run is live.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
+from pathlib import Path
 
-from orchestration import flower, selectors, services
-from orchestration.logpipe import Line, Owner
-from orchestration.supervisor.common import Inbox, uuid_or_none
+from django.conf import settings
+
+from orchestration import selectors, services
+from orchestration.flower.telemetry import ArtifactRecord, ChannelReader, Record, channel_file, parse_record
+from orchestration.models import FederatedRun
+from orchestration.states import RUN_LIVE_STATUSES
+from orchestration.supervisor.common import telemetry_dir
 
 logger = logging.getLogger(__name__)
 
 
 class Telemetry:
-    def __init__(self, *, wake: threading.Event) -> None:
-        self.lines: Inbox[str] = Inbox(wake)  # filled by the log writer's thread
+    def __init__(self) -> None:
+        self._readers: dict[str, ChannelReader] = {}  # run id -> its channel; loop thread only
+        self._dropped: dict[str, int] = {}
+        self._held: dict[str, list[bytes]] = {}  # read before FedML knew Flower's run id
 
-    def on_lines_saved(self, owner: Owner, lines: list[Line]) -> None:
-        """The log writer's hook (its thread), for any process's lines: only hands them over."""
-        for line in lines:
-            if "FEDML_" in line.text:
-                self.lines.put(line.text)
+    def watch(self, run: FederatedRun) -> None:
+        """Follow the run's channel from now on (called as its `flwr run` is spawned)."""
+        if run.coordinator_session_id is None:
+            return
+        path = channel_file(telemetry_dir(run.coordinator_session_id), str(run.pk))
+        # Whatever is there before the run started is not this run's telemetry.
+        path.unlink(missing_ok=True)
+        self._readers[str(run.pk)] = ChannelReader(path)
+
+    def finish(self, run_id: str) -> None:
+        """Read what is left and stop following; called before the run's terminal status is written."""
+        if run_id in self._readers:
+            self._read(run_id, final=True)
+        self._readers.pop(run_id, None)
+        self._held.pop(run_id, None)
+        dropped = self._dropped.pop(run_id, 0)
+        if dropped:
+            logger.warning("run %s: %d telemetry records outside the contract were dropped", run_id, dropped)
 
     def step(self) -> bool:
-        texts = self.lines.drain()
-        for text in texts:
-            try:
-                self.record(text)
-            except Exception:  # a bad line must not stop the supervisor
-                logger.exception("could not record telemetry line %r", text[:200])
-        return bool(texts)
+        did = False
+        for run_id in list(self._readers):
+            did |= self._read(run_id)
+        return did
 
     def busy(self) -> bool:
-        return not self.lines.empty()
+        return False  # the files stay on disk; nothing is lost by stopping between reads
 
-    def record(self, text: str) -> None:
-        metrics = flower.parse_metrics(text)
-        if metrics is not None:
-            run_id = uuid_or_none(metrics.get("fedml_run_id"))
-            if run_id and selectors.run_get(run_id=run_id) is not None:
-                services.round_metric_record(
-                    run_id=run_id,
-                    round=metrics["round"],
-                    phase=metrics["phase"],
-                    aggregated=metrics.get("aggregated", {}),
-                    per_node=metrics.get("per_node", {}),
-                    num_rounds=metrics.get("num_rounds"),
-                )
-            return
-        artifact = flower.parse_artifact(text)
-        if artifact is not None:
-            run_id = uuid_or_none(artifact.get("fedml_run_id"))
-            if run_id and selectors.run_get(run_id=run_id) is not None:
-                services.run_record_artifact(run_id=run_id, path=artifact["path"])
+    def watching(self) -> list[str]:
+        return list(self._readers)
+
+    def _read(self, run_id: str, *, final: bool = False) -> bool:
+        try:
+            new = self._readers[run_id].read()
+        except OSError:
+            logger.exception("could not read the telemetry of run %s", run_id)
+            return False
+        if not new and not (final and self._held.get(run_id)):
+            return False
+        lines = self._held.pop(run_id, []) + new
+        run = selectors.run_get(run_id=run_id)
+        if run is None or run.status not in RUN_LIVE_STATUSES:
+            self._readers.pop(run_id, None)  # ended meanwhile: its figures are final
+            return True
+        if not run.flower_run_id and not final:
+            # A record is checked against Flower's run id, which `flwr run` prints first but
+            # the log writer may hand over a moment after the ServerApp's first record.
+            self._held[run_id] = lines
+            return True
+        for raw in lines:
+            record = parse_record(raw)
+            if record is None or not _belongs_to(record, run):
+                self._dropped[run_id] = self._dropped.get(run_id, 0) + 1
+                continue
+            try:
+                _record(record, run)
+            except Exception:  # one bad record must not stop the supervisor
+                logger.exception("could not record a telemetry record of run %s", run_id)
+        return True
+
+
+def _belongs_to(record: Record, run: FederatedRun) -> bool:
+    """Names this run, and the Flower run Flower said it started for it."""
+    return record.fedml_run_id == str(run.pk) and bool(run.flower_run_id) and record.flwr_run_id == run.flower_run_id
+
+
+def _record(record: Record, run: FederatedRun) -> None:
+    if isinstance(record, ArtifactRecord):
+        path = _artifact_within(record.path)
+        if path is not None:
+            services.run_record_artifact(run_id=run.pk, path=str(path))
+        return
+    services.round_metric_record(
+        run_id=run.pk,
+        round=record.round,
+        phase=record.phase,
+        aggregated=record.aggregated,
+        per_node=record.per_node,
+        num_rounds=record.num_rounds,
+    )
+
+
+def _artifact_within(raw: str) -> Path | None:
+    """The model file, only if it is under FedML's artifacts directory (the ServerApp's own output)."""
+    try:
+        path = Path(raw).resolve()
+    except (ValueError, OSError, RuntimeError):
+        return None
+    return path if path.is_relative_to(Path(settings.ARTIFACTS_DIR).resolve()) and path.is_file() else None

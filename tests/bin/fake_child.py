@@ -2,9 +2,12 @@
 
 usage: fake_child.py LINES EXIT_CODE [--say TEXT]... [--stderr-every M] [--sleep S] [--hang]
                      [--ansi] [--ignore-term] [--no-final-newline] [--exit-on-usr1] [--send-usr1 PID]
+                     [--append FILE TEXT]... [--note TEXT]
 
 `--say` prints a given line first (a Flower answer, a telemetry line). `--exit-on-usr1` and
 `--send-usr1` stand in for `flwr run --stream` exiting by itself once `flwr stop` stopped the run.
+`--append` writes a line to a file first, as a ServerApp writes its telemetry channel; `--note`
+is ignored (an argument that only shows in the argv FedML echoes).
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ def main() -> int:
     parser.add_argument("--no-final-newline", action="store_true")
     parser.add_argument("--exit-on-usr1", action="store_true", help="SIGUSR1 makes it exit with EXIT_CODE")
     parser.add_argument("--send-usr1", type=int, default=0, help="send SIGUSR1 to this pid first")
+    parser.add_argument("--append", nargs=2, action="append", default=[], metavar=("FILE", "TEXT"))
+    parser.add_argument("--note", default="")
     args = parser.parse_args()
+    for path, text in args.append:
+        with open(path, "a", encoding="utf-8") as channel:
+            channel.write(text + "\n")
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if args.exit_on_usr1:

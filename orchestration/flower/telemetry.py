@@ -1,0 +1,151 @@
+"""The ServerApp's telemetry channel, read side (the write side is flower_app/fedml_app/telemetry.py).
+
+FedML gives each SuperLink a 0700 directory in `FEDML_TELEMETRY_DIR`; the ServerApp of a run
+appends JSON records to `<dir>/<FedML run id>.jsonl`. Nothing here reads process output: a
+record counts only when it comes from that file and passes `parse_record`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TELEMETRY_DIR_ENV = "FEDML_TELEMETRY_DIR"
+MAX_RECORD_BYTES = 1 << 20  # one round of a large federation fits; a longer "line" is dropped
+MAX_READ_BYTES = 8 << 20  # per file per read, so one chatty run cannot hold up the loop
+MAX_METRICS = 200
+MAX_NODES = 10_000
+MAX_NAME = 100
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class MetricsRecord:
+    fedml_run_id: str
+    flwr_run_id: str | None
+    round: int
+    num_rounds: int | None
+    phase: str
+    aggregated: dict[str, float | None]
+    per_node: dict[str, dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    fedml_run_id: str
+    flwr_run_id: str | None
+    path: str
+
+
+Record = MetricsRecord | ArtifactRecord
+
+
+def channel_file(directory: Path, fedml_run_id: str) -> Path:
+    return directory / f"{_SAFE_NAME.sub('_', fedml_run_id)}.jsonl"
+
+
+def _metric_map(value: Any) -> dict[str, float | None] | None:
+    if not isinstance(value, dict) or len(value) > MAX_METRICS:
+        return None
+    out: dict[str, float | None] = {}
+    for key, number in value.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_NAME:
+            return None
+        if number is None:
+            out[key] = None
+        elif isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+            out[key] = float(number)
+        else:
+            return None
+    return out
+
+
+def _optional_id(value: Any) -> str | None | bool:
+    """Flower's run id as a decimal string; False when malformed."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) and value.isdigit() and len(value) <= 20 else False
+
+
+def parse_record(raw: bytes) -> Record | None:
+    """One line of the channel as a record; None unless it is exactly what the contract allows."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("fedml_run_id"), str):
+        return None
+    flwr_run_id = _optional_id(data.get("flwr_run_id"))
+    if flwr_run_id is False:
+        return None
+    assert not isinstance(flwr_run_id, bool)
+    if data.get("kind") == "artifact":
+        path = data.get("path")
+        if not isinstance(path, str) or not path or len(path) > 4096 or "\x00" in path:
+            return None
+        return ArtifactRecord(fedml_run_id=data["fedml_run_id"], flwr_run_id=flwr_run_id, path=path)
+    if data.get("kind") != "metrics" or data.get("phase") not in ("train", "evaluate"):
+        return None
+    round_, num_rounds = data.get("round"), data.get("num_rounds")
+    if not isinstance(round_, int) or isinstance(round_, bool) or not 1 <= round_ <= 1_000_000:
+        return None
+    if num_rounds is not None and (not isinstance(num_rounds, int) or not round_ <= num_rounds <= 1_000_000):
+        return None
+    aggregated = _metric_map(data.get("aggregated", {}))
+    per_node_raw = data.get("per_node", {})
+    if aggregated is None or not isinstance(per_node_raw, dict) or len(per_node_raw) > MAX_NODES:
+        return None
+    per_node: dict[str, dict[str, float | None]] = {}
+    for node, metrics in per_node_raw.items():
+        cleaned = _metric_map(metrics)
+        if cleaned is None or len(node) > MAX_NAME:
+            return None
+        per_node[node] = cleaned
+    return MetricsRecord(
+        fedml_run_id=data["fedml_run_id"],
+        flwr_run_id=flwr_run_id,
+        round=round_,
+        num_rounds=num_rounds,
+        phase=data["phase"],
+        aggregated=aggregated,
+        per_node=per_node,
+    )
+
+
+class ChannelReader:
+    """Follows one run's channel file from a byte offset; yields complete lines only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self._partial = b""
+        self._skipping = False  # inside an over-long line: drop up to its end
+
+    def read(self) -> list[bytes]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return []
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            chunk = os.read(fd, MAX_READ_BYTES)
+        finally:
+            os.close(fd)
+        self.offset += len(chunk)
+        lines: list[bytes] = []
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        for line in complete:
+            if self._skipping:
+                self._skipping = False
+                continue
+            if line and len(line) <= MAX_RECORD_BYTES:
+                lines.append(line)
+        if len(self._partial) > MAX_RECORD_BYTES:
+            self._partial, self._skipping = b"", True
+        return lines

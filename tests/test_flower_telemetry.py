@@ -1,0 +1,161 @@
+"""The telemetry channel: what the ServerApp writes (flower_app/fedml_app/telemetry.py) is what
+FedML's reader accepts, and nothing outside the contract is."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from orchestration.flower.telemetry import (
+    MAX_RECORD_BYTES,
+    ArtifactRecord,
+    ChannelReader,
+    MetricsRecord,
+    channel_file,
+    parse_record,
+)
+
+APP_TELEMETRY = Path(__file__).resolve().parent.parent / "flower_app" / "fedml_app" / "telemetry.py"
+
+
+def app_telemetry() -> ModuleType:
+    """The ServerApp's module, loaded by path (flower_app is not a package of FedML's)."""
+    spec = importlib.util.spec_from_file_location("fedml_app_telemetry_under_test", APP_TELEMETRY)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def good_metrics(**changes) -> dict:
+    record = {
+        "v": 1,
+        "kind": "metrics",
+        "fedml_run_id": "r",
+        "flwr_run_id": "12",
+        "round": 2,
+        "num_rounds": 3,
+        "phase": "train",
+        "aggregated": {"loss": 0.5},
+        "per_node": {"1": {"loss": 0.4, "num-examples": 10}},
+    }
+    record.update(changes)
+    return record
+
+
+def test_what_the_server_app_writes_is_what_fedml_reads(tmp_path):
+    telemetry = app_telemetry()
+    channel = telemetry.Channel.for_run("run-1", environ={"FEDML_TELEMETRY_DIR": str(tmp_path)})
+    channel.write(
+        telemetry.metrics_record(
+            fedml_run_id="run-1",
+            flwr_run_id=12,
+            server_round=1,
+            num_rounds=2,
+            phase="evaluate",
+            aggregated={"accuracy": 0.9, "nan": float("nan"), "hist": [1, 2]},
+            per_node={"5": {"accuracy": 0.8}},
+        )
+    )
+    channel.write(telemetry.artifact_record(fedml_run_id="run-1", flwr_run_id=12, path="/m.pt"))
+
+    path = channel_file(tmp_path, "run-1")
+    assert channel.path == path
+    assert path.stat().st_mode & 0o777 == 0o600
+    records = [parse_record(line) for line in ChannelReader(path).read()]
+    assert records == [
+        MetricsRecord(
+            fedml_run_id="run-1",
+            flwr_run_id="12",
+            round=1,
+            num_rounds=2,
+            phase="evaluate",
+            aggregated={"accuracy": 0.9, "nan": None},
+            per_node={"5": {"accuracy": 0.8}},
+        ),
+        ArtifactRecord(fedml_run_id="run-1", flwr_run_id="12", path="/m.pt"),
+    ]
+
+
+def test_outside_fedml_the_server_app_writes_nothing_and_prints_nothing(tmp_path, capsys):
+    telemetry = app_telemetry()
+    channel = telemetry.Channel.for_run("run-1", environ={})
+    channel.write(telemetry.artifact_record(fedml_run_id="run-1", flwr_run_id=1, path="/m.pt"))
+
+    assert channel.path is None
+    assert capsys.readouterr() == ("", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        good_metrics(v=2),
+        good_metrics(kind="other"),
+        good_metrics(phase="predict"),
+        good_metrics(round="1"),
+        good_metrics(round=0),
+        good_metrics(round=True),
+        good_metrics(num_rounds=1),  # fewer rounds than this one
+        good_metrics(fedml_run_id=5),
+        good_metrics(flwr_run_id=12),  # a string of digits, as Flower's ids travel
+        good_metrics(flwr_run_id="12; DROP"),
+        good_metrics(aggregated=[1]),
+        good_metrics(aggregated={"loss": "0.5"}),
+        good_metrics(aggregated={"loss": True}),
+        good_metrics(aggregated={"x" * 101: 1.0}),
+        good_metrics(aggregated={f"m{i}": 1.0 for i in range(201)}),
+        good_metrics(per_node="x"),
+        good_metrics(per_node={"1": {"loss": [1]}}),
+        {"v": 1, "kind": "artifact", "fedml_run_id": "r", "path": 3},
+        {"v": 1, "kind": "artifact", "fedml_run_id": "r", "path": ""},
+        {"v": 1, "kind": "artifact", "fedml_run_id": "r", "path": "/a\x00b"},
+    ],
+)
+def test_records_outside_the_contract_are_refused(record):
+    assert parse_record(json.dumps(record).encode()) is None
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"null", b"[" * 5000 + b"]" * 5000])
+def test_garbage_and_deep_nesting_are_refused_without_raising(raw):
+    assert parse_record(raw) is None
+
+
+def test_the_reader_yields_whole_lines_only_and_resumes_where_it_stopped(tmp_path):
+    path = tmp_path / "r.jsonl"
+    reader = ChannelReader(path)
+    assert reader.read() == []  # not there yet
+
+    path.write_bytes(b'{"a":1}\n{"b":')
+    assert reader.read() == [b'{"a":1}']
+    with path.open("ab") as f:
+        f.write(b"2}\n")
+    assert reader.read() == [b'{"b":2}']
+    assert reader.read() == []
+
+
+def test_an_over_long_line_is_dropped_and_the_next_one_read(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"x" * (MAX_RECORD_BYTES + 10))
+    reader = ChannelReader(path)
+    assert reader.read() == []
+    with path.open("ab") as f:
+        f.write(b"tail of the long one\n" + b'{"ok":1}\n')
+
+    assert reader.read() == [b'{"ok":1}']
+
+
+def test_the_reader_does_not_follow_a_symlink(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text('{"v":1}\n')
+    os.symlink(secret, tmp_path / "r.jsonl")
+
+    with pytest.raises(OSError):
+        ChannelReader(tmp_path / "r.jsonl").read()
