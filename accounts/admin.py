@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from accounts import permissions, services
 from accounts.models import ApiToken, AuditEvent, JoinPolicy, JoinStatus, Membership, Node, Person, Project
@@ -207,7 +208,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         token, secret = services.api_token_create(user=obj.user, name=obj.name, actor=request.user, via="admin")
         obj.pk, obj.prefix = token.pk, token.prefix
-        messages.warning(request, f"Token {token.prefix} created. Copy it now, it is not shown again: {secret}")
+        obj.created_secret = secret  # type: ignore[attr-defined]  # for response_add, on this instance only
+
+    def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue: str | None = None) -> HttpResponse:
+        """The new secret in this response's body only: never a message (Django keeps those in a signed but
+        unencrypted cookie), a redirect, the session or a cache."""
+        secret = getattr(obj, "created_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API token created",
+            "opts": self.model._meta,
+            "token": obj,
+            "secret": secret,
+        }
+        response = TemplateResponse(request, "admin/accounts/apitoken/created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         return False

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from rest_framework.request import Request
 
 from accounts import services
 from accounts.services import people
+from core.parsers import json_loads
 
 MAX_TOKEN_CHARS = 8192
 MAX_COOKIE_CHARS = 64 * 1024  # a session with a large user object spans a few 3180-character chunks
@@ -134,7 +134,7 @@ def session_access_token(value: str) -> str | None:
     if text is None:
         return None
     try:
-        session = json.loads(text)
+        session = json_loads(text)  # nested too deep is unreadable too, not a RecursionError
     except ValueError:
         return None
     if isinstance(session, list) and session:  # auth-helpers' [access_token, refresh_token, ...]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import uuid
 from collections.abc import Callable
 from functools import wraps
@@ -36,6 +35,7 @@ from accounts.authentication import MAX_TOKEN_CHARS, supabase_claims
 from accounts.models import Person
 from accounts.services import signin
 from accounts.services.signin import SigninError
+from core.parsers import json_loads
 
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024 = dt.date(2024, 1, 1)
@@ -160,10 +160,10 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise SigninError(400, "bad_json", "Could not parse request body as JSON: the Content-Type must be JSON")
     try:
-        parsed = json.loads(request.body or b"null")
+        parsed = json_loads(request.body or b"null")
     except RequestDataTooBig:
         raise SigninError(400, "bad_json", "Could not parse request body as JSON: the body is too large") from None
-    except ValueError as exc:  # bad JSON, or bytes that are not UTF-8
+    except ValueError as exc:  # bad JSON, nested too deep, or bytes that are not UTF-8
         raise SigninError(400, "bad_json", f"Could not parse request body as JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise SigninError(400, "bad_json", "Could not parse request body as JSON: an object is required")

@@ -13,15 +13,15 @@ django_asgi_app = get_asgi_application()
 # Imported after Django is set up: they load models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from accounts.middleware import BearerSubprotocolMiddleware  # noqa: E402
+from accounts.middleware import BearerSubprotocolMiddleware, TrustedOriginValidator  # noqa: E402
 from orchestration.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        # The Origin must be FedML's own (scheme, host and port) or a trusted one, as Django's CSRF check.
+        "websocket": TrustedOriginValidator(
             AuthMiddlewareStack(BearerSubprotocolMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }

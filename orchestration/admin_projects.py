@@ -9,7 +9,6 @@ coordinators (accounts.admin.coordinates) may open a control page: anyone else g
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,9 +89,10 @@ def project_states(projects: list[Project]) -> list[ProjectState]:
 
 def _toml_text(value: Any) -> str:
     """A run-config value as `--run-config` writes it (the inverse of flower.run_config_value)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+    try:
+        return flower.toml_scalar(value)
+    except ValueError:  # stored before values were checked: shown as it is, refused if saved again
+        return repr(value)
 
 
 def _app_run_config_keys() -> list[str]:

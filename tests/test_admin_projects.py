@@ -347,6 +347,8 @@ def test_run_config_defaults_are_saved_validated_and_cleared(coordinator: Any, s
         ("no-such-key=1", "'no-such-key' is not a key"),
         ('min-nodes="two"', "min-nodes must be a int"),
         ("min-nodes", "run_config"),
+        ("learning-rate=1e999", "learning-rate: '1e999': inf is not a finite number"),  # Flower reads no inf
+        ('strategy="fed\tavg"', "strategy: '\"fed\\tavg\"' holds the control character U+0009"),
     ):
         response = client.post(control_url(project), {"action": "run_config", "run_config-values": values})
         assert response.status_code == 200

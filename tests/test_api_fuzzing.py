@@ -119,6 +119,31 @@ def test_api_anonymous_is_refused_everywhere_and_conforms(api_schema: schemathes
     assert {status for statuses in seen.values() for status in statuses} == {401}
 
 
+def test_a_body_nested_too_deep_gets_the_documented_400_from_every_operation_taking_json(
+    api_schema: schemathesis.BaseSchema,
+) -> None:
+    """Python's JSON parser raises RecursionError (a 500) near 1,000 levels: the API's parser refuses
+    JSON nested deeper than FEDML_MAX_JSON_DEPTH first, a 400 each operation documents."""
+    from accounts import services as accounts_services
+    from tests.factories import staff_api_client
+
+    node = accounts_services.participant_node_ensure()
+    ids = {"project_id": str(node.project_id), "node_id": str(node.pk)}
+    client = staff_api_client()
+    taking_json = [
+        (path, operation)
+        for path, operations in api_schema.raw_schema["paths"].items()
+        for method, operation in operations.items()
+        if method == "post" and "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert len(taking_json) >= 10
+
+    for path, operation in taking_json:
+        response = client.post(path.format(**ids), b"[" * 2000 + b"]" * 2000, content_type="application/json")  # type: ignore[attr-defined]
+        assert response.status_code == 400 and "400" in operation["responses"], (path, response.status_code)
+        assert response.json() == {"detail": "body: the body is nested deeper than 32 levels", "field": "body"}
+
+
 def test_schema_and_its_browsable_ui_are_served_without_signing_in(client: object) -> None:
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")  # type: ignore[attr-defined]
     assert schema.status_code == 200 and "/api/coordinator/superlink/start" in schema.content.decode()

@@ -230,6 +230,7 @@ def test_behind_a_proxy_on_this_host_the_forwarded_client_is_counted(ada: Any) -
         ("application/json", "[1, 2]"),
         ("application/json", b"\xff\xfe"),
         ("application/json", ""),
+        ("application/json", "[" * 2000 + "]" * 2000),  # deeper than FEDML_MAX_JSON_DEPTH: no RecursionError
     ],
 )
 def test_bodies_must_be_json_objects(ada: Any, content_type: str, data: Any) -> None:

@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestration import flower
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +116,37 @@ def test_run_argv_quotes_run_config_values_as_toml_strings(tmp_path):
     assert argv[1:4] == ["run", str(tmp_path), "production"]
     assert "--stream" in argv
     assert _flag_value(argv, "--run-config") == 'current-run-id="abc"'
+
+
+def test_run_and_node_config_values_reach_flower_unchanged(tmp_path):
+    """What Flower's own parser (flwr.common.config.parse_config_args) makes of FedML's argv is the value
+    FedML meant, characters beyond U+FFFF included (JSON would write them as surrogate pairs, which
+    TOML refuses)."""
+    from flwr.common.config import parse_config_args
+
+    values = {"strategy": "fedprox 🌸 ü", "learning-rate": 1e-05, "min-nodes": 3, "use-gpu": False, "scale": 1e16}
+    run = flower.run_argv(app_dir=tmp_path, connection="c", stream=True, run_config=values, extra_args=[])
+    pairs = [run[i + 1] for i, item in enumerate(run) if item == "--run-config"]
+    node = flower.supernode_argv(
+        superlink_address="127.0.0.1:9191",
+        host="127.0.0.1",
+        port=9401,
+        node_config=values,
+        insecure=True,
+        root_certificates=None,
+        extra_args=[],
+    )
+
+    assert parse_config_args(pairs) == values
+    assert parse_config_args([_flag_value(node, "--node-config")]) == values
+
+
+def test_values_flower_would_not_read_back_are_never_written(tmp_path):
+    for bad in ("a\x01b", "tab\there", 'say "hi"', "back\\slash", float("inf"), float("nan"), 2**63, [1]):
+        with pytest.raises(ValueError):
+            flower.run_argv(app_dir=tmp_path, connection="c", stream=True, run_config={"k": bad}, extra_args=[])
+        with pytest.raises(ValueError):
+            flower.node_config_arg({"k": bad})
 
 
 def test_write_cli_config_writes_the_connection_for_flwr(tmp_path):

@@ -7,7 +7,9 @@ import json
 import urllib.request
 
 import pytest
+from django.conf import settings
 
+from accounts.models import Node, Project
 from orchestration.models import FederatedRun, NodeEnrollment, NodeSession
 from tests.stack import Stack
 
@@ -59,6 +61,11 @@ CORPUS: list[tuple[str, object, str]] = [
     (SUPERNODE, {"clientappio_api_address": "127.0.0.1:94\x0001"}, "clientappio_api_address"),
     (SUPERLINK, {"extra_args": ["\u2014isolation", "subprocess"]}, "extra_args"),
     (SUPERLINK, {"insecure": False, "certificates_path": "tls\x00/../../etc"}, "certificates_path"),
+    # run-config text Flower would not read back unchanged (TOML refuses control characters but a tab)
+    (RUN, {"extra_args": ["--run-config", 'strategy="fed\x01avg"']}, "extra_args"),
+    (RUN, {"extra_args": ["--run-config", 'strategy="fed\tavg"']}, "extra_args"),
+    (RUN, {"extra_args": ["--run-config", "min-nodes=007"]}, "extra_args"),
+    (RUN, {"extra_args": ["--run-config", "learning-rate=1e999"]}, "extra_args"),
 ]
 
 
@@ -93,4 +100,29 @@ def test_hostile_payloads_are_refused_naming_the_field_and_nothing_starts(stack:
     assert (
         not NodeSession.objects.exists() and not FederatedRun.objects.exists() and not NodeEnrollment.objects.exists()
     )
+    assert [cmd for _, cmd in stack.leftovers() if "flower" in cmd or "flwr" in cmd] == []
+
+
+def test_json_nested_too_deep_is_refused_naming_the_body_by_every_operation_that_takes_json(stack: Stack) -> None:
+    """Python's JSON parser raises RecursionError (a 500) near 1,000 levels; every POST of the schema
+    whose body is JSON answers a 400 naming `body` first, the three start requests among them."""
+    with urllib.request.urlopen(f"{stack.base_url}/api/schema/?format=json", timeout=30) as response:  # noqa: S310
+        schema = json.loads(response.read())
+    project = Project.objects.get(slug=settings.PROJECT_SLUG)
+    node = Node.objects.get(project=project, external_id=settings.PARTICIPANT_NODE_ID)
+    ids = {"project_id": str(project.pk), "node_id": str(node.pk)}
+    paths = [
+        path.format(**ids)
+        for path, operations in schema["paths"].items()
+        if "application/json" in operations.get("post", {}).get("requestBody", {}).get("content", {})
+    ]
+    assert {SUPERLINK, SUPERNODE, RUN} <= set(paths) and len(paths) >= 10, paths
+
+    for path in paths:
+        for body in (b"[" * 2000 + b"]" * 2000, b'{"x": ' + b"[" * 33 + b"]" * 33 + b"}"):
+            status, answer = _raw(stack, path, body)
+            assert status == 400, (path, status, answer)
+            assert answer == {"detail": "body: the body is nested deeper than 32 levels", "field": "body"}, path
+    assert not NodeSession.objects.exists() and not FederatedRun.objects.exists()
+    assert not NodeEnrollment.objects.exists() and Project.objects.count() == 1
     assert [cmd for _, cmd in stack.leftovers() if "flower" in cmd or "flwr" in cmd] == []

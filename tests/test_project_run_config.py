@@ -45,6 +45,10 @@ def test_a_projects_defaults_apply_where_the_request_names_nothing(alive: None) 
         ({"current-run-id": '"x"'}, "not a key"),
         ({"min-nodes": '"two"'}, "must be a int"),
         ({"min-nodes": "two"}, "not a TOML value"),
+        # Values Flower would not read back unchanged from `--run-config`, each refused naming its key.
+        ({"learning-rate": "1e999"}, "learning-rate: '1e999': inf is not a finite number"),
+        ({"strategy": '"fed\tavg"'}, "strategy: '\"fed\\tavg\"' holds the control character U+0009"),
+        ({"strategy": '"fedprox"\nnum-server-rounds = 9'}, "strategy: '\"fedprox\"\\nnum-server-rounds = 9' holds"),
     ],
 )
 def test_bad_defaults_are_refused_naming_run_config_and_change_nothing(values: dict[str, str], message: str) -> None:
@@ -72,4 +76,6 @@ def test_the_command_sets_shows_and_clears_defaults(capsys: pytest.CaptureFixtur
         call_command("project_run_config", "--project", "nope", "min-nodes=1")
     with pytest.raises(CommandError, match="run_config"):
         call_command("project_run_config", "--project", "clinic", "bogus=1")
+    with pytest.raises(CommandError, match="values: learning-rate: '1e999': inf is not a finite number"):
+        call_command("project_run_config", "--project", "clinic", "learning-rate=1e999")
     assert FederatedRun.objects.count() == 0

@@ -99,6 +99,49 @@ def test_run_start_refuses_a_body_with_a_lone_surrogate_as_not_unicode(api_clien
 
 
 @pytest.mark.django_db
+def test_run_start_refuses_json_nested_deeper_than_the_cap_naming_the_body(api_client, alive, superlink, settings):
+    # Python's parser raises RecursionError (a 500) near 1,000 levels; the cap answers first.
+    deep = api_client.post(START, b"[" * 2000 + b"]" * 2000, content_type="application/json")
+    assert deep.status_code == 400 and deep.json()["field"] == "body", deep.content
+    assert deep.json()["detail"] == "body: the body is nested deeper than 32 levels"
+
+    settings.FEDML_MAX_JSON_DEPTH = 3
+    status, payload = _post(api_client, {"extra_args": [["--run-config"]]})  # 3 levels: on to the fields
+    assert (status, payload["field"]) == (400, "extra_args")
+    status, payload = _post(api_client, {"label": "[[[[{{{{", "extra_args": ["--run-config", 'strategy="[[[["']})
+    assert status == 503, payload  # accepted (brackets inside strings do not nest); no supervisor took it
+    status, payload = _post(api_client, {"extra_args": [[["--run-config"]]]})
+    assert (status, payload["field"]) == (400, "body")
+    assert payload["detail"] == "body: the body is nested deeper than 3 levels"
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("run_config", "reason"),
+    [
+        ('strategy="fed\x01avg"', "control character U+0001"),  # TOML refuses it: was a 500
+        ('strategy="fed\x7favg"', "control character U+007F"),
+        ('strategy="fed\x1b[2Javg"', "control character U+001B"),
+        ('strategy="fed\tavg"', "control character U+0009"),  # TOML takes a tab; FedML does not
+        ('strategy="fed\u0085avg"', "control character U+0085"),
+        ("min-nodes=007", "is not a TOML value"),  # TOML has no leading zeros: was a 500
+        ("learning-rate=1e999", "inf is not a finite number"),  # stored as Infinity, which PostgreSQL refuses
+    ],
+)
+def test_run_start_refuses_run_config_values_flower_would_not_read_back_naming_the_key(
+    api_client, alive, superlink, run_config, reason
+):
+    status, payload = _post(api_client, {"extra_args": ["--run-config", f"num-server-rounds=2 {run_config}"]})
+
+    assert status == 400, payload
+    assert payload["field"] == "extra_args"
+    key = run_config.split("=", 1)[0]
+    assert payload["detail"].startswith(f"--run-config: {key}: ") and reason in payload["detail"]
+    assert FederatedRun.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_run_start_refuses_a_run_config_key_the_app_does_not_have(api_client, alive, superlink):
     """Flower's SuperLink would refuse the run after the fact; FedML says so before anything starts."""
     status, payload = _post(api_client, {"extra_args": ["--run-config", "num-server-rounds=2 lerning-rate=0.1"]})

@@ -56,6 +56,21 @@ async def test_resume_after_disconnect_has_no_gap_and_no_duplicate() -> None:
     await ws.disconnect()
 
 
+async def test_a_message_nested_too_deep_is_ignored_and_the_follow_goes_on() -> None:
+    session = await running_session()
+    user = await make_user(staff=True)
+    ws, _, _ = await connect(f"/ws/sessions/{session.pk}/logs/", user)
+    await receive(ws)
+
+    await ws.send_to(text_data="[" * 5000 + "]" * 5000)  # Python's parser alone would raise RecursionError
+    await ws.send_to(text_data='{"type": "ack", "received": ' + "[" * 40 + "]" * 40 + "}")
+    await append_lines(session, 1, 5)
+    lines, _ = await collect_lines(ws, until_seq=5)
+
+    assert [line["seq"] for line in lines] == [1, 2, 3, 4, 5]
+    await ws.disconnect()
+
+
 async def test_lines_arrive_batched_many_per_message() -> None:
     session = await running_session()
     await append_lines(session, 1, 5000)

@@ -127,6 +127,9 @@ def test_a_cookie_whose_token_fails_verification_is_a_401_in_the_api_format(staf
         "{not json",
         "x" * 70_000,
         "null",
+        # Nested deeper than FEDML_MAX_JSON_DEPTH: Python's parser would raise RecursionError.
+        "base64-" + base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode(),
+        "[" * 3000,
     ],
 )
 def test_an_unreadable_cookie_is_no_session_never_a_500(staff_person: Person, value: str) -> None:
@@ -238,6 +241,7 @@ async def test_websockets_accept_the_cookie_and_refuse_a_bad_one(settings: Any) 
 
     settings.SUPABASE_JWT_SECRET = SECRET
     settings.SUPABASE_URL = ""
+    settings.DASHBOARD_ORIGINS = [DASHBOARD]  # the page's origin: another port than FedML's
     user = await sync_to_async(get_user_model().objects.create_user)(
         username="ws", password="pw-1234-xyz", is_staff=True
     )
@@ -258,4 +262,4 @@ async def test_websockets_accept_the_cookie_and_refuse_a_bad_one(settings: Any) 
     expired, _ = await connect(supabase_jwt(person.pk, exp=int(time.time()) - 3600))
     assert await expired.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
     foreign, connected = await connect(supabase_jwt(person.pk), origin=b"http://evil.example")
-    assert not connected  # AllowedHostsOriginValidator, before any cookie is read
+    assert not connected  # TrustedOriginValidator, before any cookie is read

@@ -24,9 +24,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.middleware import SUBPROTOCOL
-from accounts.services import audit_record
+from accounts.services import audit_refusal_record
 from core.errors import InvalidInput
 from core.fields import parse_count
+from core.parsers import json_loads
 from orchestration import feeds
 
 WINDOW = 20_000  # items sent but not yet acknowledged
@@ -92,8 +93,9 @@ class FollowConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         if code is not None:
-            if code == CLOSE_FORBIDDEN:
-                await self._audit_refusal(user, "forbidden")
+            # Not found is refused too: another project's ids are not found (probing them is audited).
+            if code in (CLOSE_FORBIDDEN, CLOSE_NOT_FOUND):
+                await self._audit_refusal(user, "forbidden" if code == CLOSE_FORBIDDEN else "not found")
             await self.close(code=code)
             return
         await self.send(
@@ -113,10 +115,9 @@ class FollowConsumer(AsyncWebsocketConsumer):
 
     async def _audit_refusal(self, user: Any, reason: str) -> None:
         client = self.scope.get("client") or ("", 0)
-        await database_sync_to_async(audit_record)(
+        await database_sync_to_async(audit_refusal_record)(
             actor=user,
             action="websocket.connect",
-            outcome="denied",
             target=self.scope.get("path", ""),
             remote_addr=str(client[0] or ""),
             via="websocket",
@@ -134,7 +135,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            message = json.loads(text_data or "")
+            message = json_loads(text_data or "")  # nested too deep is ignored too
         except ValueError:
             return
         if isinstance(message, dict) and message.get("type") == "ack" and isinstance(message.get("received"), int):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,63 @@ _TOML_SCALAR = r'(?:"[^"\\\n]{0,200}"|-?\d{1,18}(?:\.\d{1,18})?(?:[eE][-+]?\d{1,
 _RUN_CONFIG_PAIR = re.compile(rf"\s*(?P<key>[a-z][a-z0-9-]{{0,63}})=(?P<value>{_TOML_SCALAR})(?=\s|$)", re.ASCII)
 
 
+def _control_character(text: str) -> str | None:
+    """The first control character in `text` (tab, newline and DEL included), or None."""
+    return next((c for c in text if unicodedata.category(c) in ("Cc", "Cs")), None)
+
+
+def toml_scalar(value: Any) -> str:
+    """`value` as TOML text for Flower's `--run-config` / `--node-config`, such that Flower reads back
+    exactly `value`; ValueError (saying why) for anything that would not survive the trip.
+
+    Strings are written as TOML basic strings without escapes: Flower finds a quoted value with
+    `"[^"]*"`, so a quote or backslash could not be escaped, and JSON's `\\uXXXX` surrogate pairs
+    (characters beyond U+FFFF) are not TOML at all."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{value} does not fit a 64-bit integer")
+        text = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        text = repr(value)
+    elif isinstance(value, str):
+        bad = _control_character(value)
+        if bad is not None:
+            raise ValueError(f"holds the control character U+{ord(bad):04X}")
+        if '"' in value or "\\" in value:
+            raise ValueError("holds a quote or a backslash, which Flower cannot read back")
+        text = f'"{value}"'
+    else:
+        raise ValueError(f"is a {type(value).__name__}, not a string, number or boolean")
+    back = tomllib.loads(f"v = {text}")["v"]
+    if type(back) is not type(value) or back != value:  # pragma: no cover - a gap in the checks above
+        raise ValueError(f"{text} does not read back as {value!r}")
+    return text
+
+
+def run_config_value(toml_value: str) -> Any:
+    """A --run-config value as Flower types it (int, float, bool or str); ValueError, saying why,
+    unless it is one TOML scalar that reaches Flower unchanged."""
+    bad = _control_character(toml_value)
+    if bad is not None:  # a newline would also start a second TOML key below
+        raise ValueError(f"{toml_value!r} holds the control character U+{ord(bad):04X}")
+    try:
+        value = tomllib.loads(f"v = {toml_value}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ValueError(f"{toml_value!r} is not a TOML value (quote strings)") from None
+    try:
+        toml_scalar(value)
+    except ValueError as exc:
+        raise ValueError(f"{toml_value!r}: {exc}") from None
+    return value
+
+
 def parse_run_config(value: str, *, flag: str = "--run-config", field: str = "extra_args") -> dict[str, str]:
-    """The pairs of one --run-config string, values kept as TOML text (`3`, `"fedprox"`)."""
+    """The pairs of one --run-config string, values kept as TOML text (`3`, `"fedprox"`), each
+    checked to reach Flower unchanged."""
     pairs: dict[str, str] = {}
     text = value.rstrip()
     pos = 0
@@ -77,16 +134,15 @@ def parse_run_config(value: str, *, flag: str = "--run-config", field: str = "ex
             raise FlowerArgError(field, f"{flag} may not set {key!r}: FedML sets it")
         if key in pairs:
             raise FlowerArgError(field, f"{flag} sets {key!r} twice")
+        try:
+            run_config_value(match.group("value"))
+        except ValueError as exc:
+            raise FlowerArgError(field, f"{flag}: {key}: {exc}") from None
         pairs[key] = match.group("value")
         pos = match.end()
     if not pairs:
         raise FlowerArgError(field, f"{flag} needs at least one key=value pair")
     return pairs
-
-
-def run_config_value(toml_value: str) -> Any:
-    """A parsed value as Flower types it: int, float, bool or str."""
-    return tomllib.loads(f"v = {toml_value}")["v"]
 
 
 def _check_value(flag: str, shape: str, value: str, *, field: str) -> None:
@@ -167,13 +223,15 @@ class ServerCertificates:
 def resolve_within(path: str, *, root: Path, field: str) -> Path:
     """Resolve a user-supplied path; it must exist inside `root` (no traversal, no symlink escape)."""
     if not isinstance(path, str) or not path or "\x00" in path or len(path) > 500:
-        raise FlowerArgError(field, f"{field} must be a path inside {root}")
+        raise FlowerArgError(
+            field, f"{field} must be a path inside the certificates directory (FEDML_CERTIFICATES_DIR)"
+        )
     candidate = Path(path)
     resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
     if not resolved.is_relative_to(root.resolve()):
-        raise FlowerArgError(field, f"{field} must be inside the certificates directory {root}")
+        raise FlowerArgError(field, f"{field} must be inside the certificates directory (FEDML_CERTIFICATES_DIR)")
     if not resolved.exists():
-        raise FlowerArgError(field, f"{field}: {path!r} does not exist in {root}")
+        raise FlowerArgError(field, f"{field}: {path!r} does not exist in the certificates directory")
     return resolved
 
 
@@ -184,7 +242,7 @@ def server_certificates(path: str, *, root: Path, field: str = "certificates_pat
     certs = ServerCertificates(directory / "ca.crt", directory / "server.pem", directory / "server.key")
     for file in (certs.ca_cert, certs.server_cert, certs.server_key):
         if not file.is_file():
-            raise FlowerArgError(field, f"{field}: {file.name} is missing in {directory}")
+            raise FlowerArgError(field, f"{field}: {file.name} is missing in {path!r}")
     return certs
 
 

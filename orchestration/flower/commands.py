@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import tomlkit
 from orchestration.flower.app import atomic_write
 from orchestration.flower.args import (
     ServerCertificates,
+    toml_scalar,
 )
 
 
@@ -71,10 +71,8 @@ def superlink_argv(
 
 
 def node_config_arg(config: dict[str, int | float | str]) -> str:
-    parts = []
-    for key, value in config.items():
-        parts.append(f"{key}={json.dumps(value) if isinstance(value, str) else value}")
-    return " ".join(parts)
+    """Flower's `--node-config`: `key=value` pairs, each value TOML that Flower reads back unchanged."""
+    return " ".join(f"{key}={toml_scalar(value)}" for key, value in config.items())
 
 
 def supernode_argv(
@@ -116,14 +114,15 @@ def run_argv(
     app_dir: Path,
     connection: str,
     stream: bool,
-    run_config: dict[str, str],
+    run_config: dict[str, int | float | bool | str],
     extra_args: list[str],
 ) -> list[str]:
     argv = [bin_path("flwr", bin_dir), "run", str(app_dir), connection]
     if stream:
         argv.append("--stream")
     for key, value in run_config.items():
-        argv += ["--run-config", f"{key}={json.dumps(value)}"]
+        # ValueError for a value Flower would not read back (a row written before it was checked).
+        argv += ["--run-config", f"{key}={toml_scalar(value)}"]
     return argv + extra_args
 
 

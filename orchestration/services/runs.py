@@ -62,8 +62,8 @@ def project_run_config_set(*, project: Project, values: dict[str, str], actor: A
             raise InvalidInput(f"{key!r} is not a key of the app's run config (its keys: {valid})", field="run_config")
         try:
             typed[key] = flower.run_config_value(text)
-        except ValueError:
-            raise InvalidInput(f"{key}: {text!r} is not a TOML value (quote strings)", field="run_config") from None
+        except ValueError as exc:  # not TOML, or a value Flower would not read back unchanged
+            raise InvalidInput(f"{key}: {exc}", field="run_config") from None
         if type(typed[key]) is not type(app_config[key]) and not (
             isinstance(typed[key], int) and isinstance(app_config[key], float)
         ):
