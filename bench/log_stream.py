@@ -83,7 +83,7 @@ class Stack:
             "FEDML_DATA_DIR": str(tmp / "var"),
             "FEDML_LOG_DIR": str(tmp / "logs"),
             "FEDML_FLOWER_BIN_DIR": str(self.bin),
-            "FEDML_SUPERNODE_BASE_PORT": str(free_port()),
+            "FEDML_SUPERNODE_PORT_RANGE": f"{(first := free_port())}-{first + 63}",
             "FEDML_LOG_LEVEL": "WARNING",
         }
         self.procs: list[subprocess.Popen[bytes]] = []

@@ -29,7 +29,11 @@ def split_args(value: str) -> list[str]:
 
 
 class SuperlinkStartForm(forms.Form):
-    listen_address = forms.CharField(required=False, help_text="host:port (default from FEDML_SUPERLINK_ADDRESS)")
+    listen_address = forms.CharField(
+        required=False,
+        help_text="host:port in FEDML_SUPERLINK_PORT_RANGE (default: FEDML_SUPERLINK_ADDRESS for the default "
+        "project, the first free port of the range for others)",
+    )
     insecure = forms.BooleanField(required=False, initial=True, help_text="Without TLS (development only)")
     certificates_path = forms.CharField(required=False, help_text="Directory inside the certificates directory")
     extra_args = forms.CharField(required=False, help_text="Allowlisted Flower flags, e.g. --isolation subprocess")

@@ -18,7 +18,10 @@ class SupernodeStartForm(forms.Form):
     partition_id = forms.IntegerField(min_value=0, initial=0)
     num_partitions = forms.IntegerField(min_value=1, initial=1)
     superlink_address = forms.CharField(required=False)
-    clientappio_api_address = forms.CharField(required=False, help_text="host:port of the SuperNode's runtime API")
+    clientappio_api_address = forms.CharField(
+        required=False,
+        help_text="host:port of the SuperNode's runtime API, in FEDML_SUPERNODE_PORT_RANGE (empty: the first free port)",
+    )
     insecure = forms.BooleanField(required=False, initial=True)
     certificates_path = forms.CharField(required=False)
     extra_args = forms.CharField(required=False)

@@ -8,11 +8,25 @@ from django.conf import settings
 from django.db import transaction
 
 from core.errors import Conflict, InvalidInput
-from orchestration import flower, procs, selectors
+from orchestration import flower, ports, selectors
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
 from orchestration.runtime_config import SupernodeConfig, superlink_config
-from orchestration.services import invalid_input, session_event_emit, session_request_stop, supervisor_require_alive
+from orchestration.services import (
+    bind_require_allowed,
+    bind_require_free,
+    host_require_allowed,
+    invalid_input,
+    port_choice_serialize,
+    port_choose_free,
+    port_policy_supernode,
+    session_event_emit,
+    session_request_stop,
+    supervisor_require_alive,
+)
 from participants import keys
+
+# A SuperNode's runtime API serves the ClientApps it starts on this host: loopback unless asked.
+DEFAULT_RUNTIME_HOST = "127.0.0.1"
 
 
 def _project_superlink_address(node: Node) -> str:
@@ -53,27 +67,47 @@ def supernode_request_start(
         tls_path = flower.tls_certificates_path(insecure=insecure, certificates_path=certificates_path)
         root_cert = flower.root_certificate(tls_path, root=settings.CERTIFICATES_DIR) if tls_path else None
         args = flower.validate_extra_args(extra_args, allowed=flower.SUPERNODE_EXTRA_FLAGS)
-        if clientappio_api_address:
-            host, port = flower.parse_host_port(clientappio_api_address, field="clientappio_api_address")
-        else:
-            host, port = "127.0.0.1", 0
+        requested = (
+            ports.Bind(*flower.parse_host_port(clientappio_api_address, field="clientappio_api_address"))
+            if clientappio_api_address
+            else None
+        )
     except flower.FlowerArgError as exc:
         raise invalid_input(exc) from None
+    # The port policy (orchestration.ports): where a participant's SuperNode may listen, before
+    # anything is written. Its runtime API and any health server are the binds it chooses.
+    policy = port_policy_supernode()
+    health = ports.extra_args_binds(args)
+    for bind in health:
+        bind_require_allowed(bind=bind, field="extra_args", policy=policy)
+    if requested is not None:
+        bind_require_allowed(bind=requested, field="clientappio_api_address", policy=policy)
+        if any(requested.clashes(bind) for bind in health):
+            raise InvalidInput(
+                "clientappio_api_address and --health-server-address are the same address", field="extra_args"
+            )
+    else:
+        host_require_allowed(host=DEFAULT_RUNTIME_HOST, field="clientappio_api_address", policy=policy)
     supervisor_require_alive()
-    # Serialise port choice per node (SQLite serialises writers anyway).
+    # Serialise port choice per node, and with every other start request (PostgreSQL).
     Node.objects.select_for_update().filter(pk=node.pk).first()
-    used = selectors.ports_in_use(host=host)
-    if port == 0:
-        # The first port from the base that neither FedML nor another program on this host holds.
-        port = settings.SUPERNODE_BASE_PORT
-        while port in used or port == sl_port or not procs.port_bindable(host, port):
-            port += 1
-            if port > 65535:
-                raise Conflict("no free port for the SuperNode's runtime API", field="clientappio_api_address")
-    elif port in used:
-        raise Conflict(
-            f"clientappio_api_address: port {port} on {host} is already used by a running FedML process",
+    port_choice_serialize()
+    live = selectors.session_live_binds()
+    for bind in health:
+        bind_require_free(bind=bind, field="extra_args", live=live)
+    if requested is not None:
+        bind_require_free(bind=requested, field="clientappio_api_address", live=live)
+        host, port = requested.host, requested.port
+    else:
+        # The first port of the range that neither FedML nor another program on this host holds.
+        host = DEFAULT_RUNTIME_HOST
+        port = port_choose_free(
+            host=host,
             field="clientappio_api_address",
+            policy=policy,
+            live=[*live, *health],
+            avoid=(sl_port,),
+            probe=True,
         )
     # With TLS, a node that has a SuperNode key authenticates with it (Flower's SuperNode auth
     # needs TLS; the key is harmless where the SuperLink does not ask for it).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -51,9 +53,19 @@ def test_start_superlink_without_supervisor_says_how_to_start_one_and_writes_not
             "extra_args",
         ),
         (
+            "/admin/orchestration/nodesession/start-superlink/",
+            {"insecure": "on", "listen_address": "0.0.0.0:9191"},
+            "listen_address",
+        ),
+        (
             "/admin/orchestration/nodesession/start-supernode/",
             {"partition_id": 3, "num_partitions": 2, "insecure": "on"},
             "partition_id",
+        ),
+        (
+            "/admin/orchestration/nodesession/start-supernode/",
+            {"partition_id": 0, "num_partitions": 1, "insecure": "on", "clientappio_api_address": "127.0.0.1:22"},
+            "clientappio_api_address",
         ),
         ("/admin/orchestration/federatedrun/start-run/", {"federation_name": "bad name!"}, "federation_name"),
     ],
@@ -77,7 +89,9 @@ def test_staff_without_change_permission_cannot_use_controls(db: None) -> None:
 
 @pytest.mark.federation
 @pytest.mark.django_db(transaction=True)
-def test_admin_starts_and_stops_a_real_superlink(stack: Stack) -> None:
+def test_admin_starts_and_stops_a_real_superlink(stack: Stack, settings: Any) -> None:
+    # The admin runs in this process: its port policy is the stack's (the default SuperLink's port).
+    settings.SUPERLINK_ADDRESS = stack.env["FEDML_SUPERLINK_ADDRESS"]
     user = get_user_model().objects.create_superuser(username="root", password="pw-123456-xyz", email="r@example.org")
     client = Client()
     client.force_login(user)

@@ -42,6 +42,8 @@ def test_commands_refuse_bad_input_with_command_error_naming_the_field(stack: St
     assert "listen_address" in result.stderr
     result = stack.manage("supernode_start", "--extra-arg=--database", "--extra-arg=/etc/passwd", check=False)
     assert result.returncode != 0 and "extra_args" in result.stderr
+    result = stack.manage("supernode_start", "--clientappio-api-address=0.0.0.0:9400", check=False)
+    assert result.returncode != 0 and "clientappio_api_address: 0.0.0.0 is a wildcard address" in result.stderr
     result = stack.manage("run_start", check=False)
     assert result.returncode != 0 and "no SuperLink is running" in result.stderr
     assert not NodeSession.objects.exists() and not FederatedRun.objects.exists()

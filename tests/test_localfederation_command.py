@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import ROOT, free_port, processes_mentioning
+from tests.stack import ROOT, free_port, processes_mentioning, supernode_port_range
 
 pytestmark = pytest.mark.federation
 
@@ -22,6 +22,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     shutil.copytree(
         ROOT / "flower_app", tmp_path / "flower_app", ignore=shutil.ignore_patterns("artifacts", "__pycache__")
     )
+    superlink_port = free_port()
     # The embedded default, whichever leg this is.
     env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATABASE_URL")}
     env.update(
@@ -30,8 +31,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "FEDML_DATA_DIR": str(tmp_path / "var"),
             "FEDML_LOG_DIR": str(tmp_path / "logs"),
             "FEDML_FLOWER_APP_DIR": str(tmp_path / "flower_app"),
-            "FEDML_SUPERLINK_ADDRESS": f"127.0.0.1:{free_port()}",
-            "FEDML_SUPERNODE_BASE_PORT": str(free_port()),
+            "FEDML_SUPERLINK_ADDRESS": f"127.0.0.1:{superlink_port}",
+            "FEDML_SUPERNODE_PORT_RANGE": supernode_port_range(avoid=[superlink_port]),
             "PYTHONUNBUFFERED": "1",
             **extra,
         }

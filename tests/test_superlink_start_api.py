@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 from accounts import services as accounts_services
 from orchestration.models import NodeSession
 from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
-from tests.stack import free_port
 
 START = "/api/coordinator/superlink/start"
 STOP = "/api/coordinator/superlink/stop"
@@ -150,7 +149,7 @@ def test_superlink_start_with_a_stale_heartbeat_answers_503(api_client, settings
 @pytest.mark.django_db
 def test_superlink_start_valid_request_that_no_supervisor_picks_up_answers_503_and_withdraws_the_row(api_client, alive):
     status, payload = _post(
-        api_client, {"insecure": True, "listen_address": "127.0.0.1:9555", "extra_args": ["--isolation=subprocess"]}
+        api_client, {"insecure": True, "listen_address": "127.0.0.1:9255", "extra_args": ["--isolation=subprocess"]}
     )
 
     assert status == 503
@@ -184,10 +183,10 @@ def test_superlink_start_while_a_superlink_is_running_answers_409_naming_it(api_
 def test_superlink_start_on_a_port_used_by_a_running_supernode_answers_409(api_client, alive):
     participant = NodeFactory(project=accounts_services.coordinator_node_ensure().project, role="participant")
     NodeSessionFactory(
-        node=participant, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9556}
+        node=participant, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": 9256}
     )
 
-    status, payload = _post(api_client, {"listen_address": "127.0.0.1:9556"})
+    status, payload = _post(api_client, {"listen_address": "127.0.0.1:9256"})
 
     assert status == 409
     assert payload["field"] == "listen_address"
@@ -220,10 +219,124 @@ def test_superlink_start_whose_binary_cannot_be_started_answers_502_with_the_cau
     api_client, supervisor_in_thread, flower_missing
 ):
 
-    status, payload = _post(api_client, {"listen_address": f"127.0.0.1:{free_port()}"})
+    status, payload = _post(api_client, {})
 
     assert status == 502, payload
     assert payload["status"] == "failed"
     assert "flower-superlink" in payload["detail"]
     session = NodeSession.objects.get(pk=payload["session_id"])
     assert session.status == "failed" and session.ended_at is not None
+
+
+# ---------------------------------------------------------------- the port policy
+@pytest.fixture
+def port_settings(settings) -> None:
+    """The default policy, whatever the environment says: loopback hosts, the default project's
+    SuperLink on 9191, the others' in 9200-9299, SuperNodes in 9400-9699."""
+    settings.SUPERLINK_BIND_HOSTS = ("127.0.0.1", "::1", "localhost")
+    settings.SUPERLINK_ADDRESS = "127.0.0.1:9191"
+    settings.SUPERLINK_PORT_RANGE = (9200, 9299)
+    settings.SUPERNODE_PORT_RANGE = (9400, 9699)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("0.0.0.0:9191", "wildcard"),
+        ("[::]:9250", "wildcard"),
+        ("192.0.2.1:9250", "may listen on"),
+        ("127.0.0.1:22", "privileged"),
+        ("127.0.0.1:9400", "outside"),  # a SuperNode's
+        ("127.0.0.1:9555", "outside"),
+    ],
+)
+def test_superlink_start_refuses_a_listen_address_outside_the_port_policy_naming_the_field(
+    api_client, alive, port_settings, address, says
+):
+    status, payload = _post(api_client, {"listen_address": address})
+
+    assert status == 400, payload
+    assert payload["field"] == "listen_address"
+    assert says in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_another_projects_superlink_may_not_take_the_default_superlinks_port(api_client, alive, port_settings):
+    coordinator = NodeFactory(role="coordinator")
+
+    status, payload = _post(
+        api_client,
+        {"project_id": str(coordinator.project_id), "node_id": str(coordinator.pk), "listen_address": "localhost:9191"},
+    )
+
+    assert status == 400, payload
+    assert payload["field"] == "listen_address"
+    assert "reserved" in payload["detail"] and "FEDML_SUPERLINK_ADDRESS" in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_superlink_start_refuses_a_health_server_on_a_wildcard(api_client, alive, port_settings):
+    status, payload = _post(api_client, {"extra_args": ["--health-server-address", "0.0.0.0:9290"]})
+
+    assert status == 400, payload
+    assert payload["field"] == "extra_args"
+    assert "wildcard" in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_wildcard_superlink_address_needs_the_bind_hosts_setting(api_client, alive, port_settings, settings):
+    settings.SUPERLINK_ADDRESS = "0.0.0.0:9191"
+
+    refused_status, refused = _post(api_client, {})
+    settings.SUPERLINK_BIND_HOSTS = ("0.0.0.0",)
+    accepted_status, accepted = _post(api_client, {})
+
+    assert refused_status == 400 and refused["field"] == "listen_address"
+    assert "FEDML_SUPERLINK_BIND_HOSTS" in refused["detail"] and "FEDML_SUPERLINK_ADDRESS" in refused["detail"]
+    assert accepted_status == 503, accepted  # allowed now; no supervisor runs here
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("held", "asked"), [("localhost", "127.0.0.1"), ("127.0.0.1", "[::ffff:127.0.0.1]")])
+def test_superlink_start_on_a_port_another_projects_session_holds_under_another_spelling_answers_409(
+    api_client, alive, port_settings, held, asked
+):
+    NodeSessionFactory(
+        node=NodeFactory(role="coordinator"),
+        kind="superlink",
+        status="running",
+        runtime_config={"host": held, "port": 9256},
+    )
+
+    status, payload = _post(api_client, {"listen_address": f"{asked}:9256"})
+
+    assert status == 409, payload
+    assert payload["field"] == "listen_address"
+    assert NodeSession.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_another_projects_superlink_takes_the_first_range_port_no_listener_holds_under_any_spelling(
+    alive, port_settings, settings
+):
+    from orchestration.services import superlink_request_start
+
+    settings.SUPERLINK_ADDRESS = "127.0.0.1:9200"  # inside the range: kept for the default project
+    NodeSessionFactory(
+        node=NodeFactory(role="participant"), status="running", runtime_config={"host": "localhost", "port": 9201}
+    )
+    NodeSessionFactory(
+        node=NodeFactory(role="coordinator"),
+        kind="superlink",
+        status="running",
+        runtime_config={"host": "127.0.0.1", "port": 9210, "extra_args": ["--health-server-address", "[::]:9202"]},
+    )
+
+    session = superlink_request_start(node=NodeFactory(role="coordinator"))
+
+    assert (session.runtime_config["host"], session.runtime_config["port"]) == ("127.0.0.1", 9203)

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as accounts_services
 from orchestration.models import NodeSession
-from tests.factories import NodeSessionFactory
+from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.stack import free_port, free_ports
 
 START = "/api/participant/supernode/start"
@@ -152,7 +152,7 @@ def test_supernode_request_start_picks_a_free_port_skipping_used_ones(alive, set
     from participants.services import supernode_request_start
 
     base = free_ports(2)
-    settings.SUPERNODE_BASE_PORT = base
+    settings.SUPERNODE_PORT_RANGE = (base, base + 1)
     node = accounts_services.participant_node_ensure()
     NodeSessionFactory(
         node=node, kind="supernode", status="running", runtime_config={"host": "127.0.0.1", "port": base}
@@ -169,12 +169,12 @@ def test_supernode_request_start_skips_a_port_another_program_holds(alive, setti
     flower-supernode fail to bind ("address already in use"); the choice skips it."""
     from participants.services import supernode_request_start
 
-    base = free_port()
-    settings.SUPERNODE_BASE_PORT = base
+    base = free_ports(2)
+    settings.SUPERNODE_PORT_RANGE = (base, base + 1)
     with socket.create_server(("127.0.0.1", base)):
         session = supernode_request_start(node=accounts_services.participant_node_ensure())
 
-    assert session.runtime_config["port"] > base
+    assert session.runtime_config["port"] == base + 1
 
 
 # ---------------------------------------------------------------- conflicts: 409
@@ -222,3 +222,134 @@ def test_supernode_start_whose_binary_cannot_be_started_answers_502_with_the_cau
     assert "flower-supernode" in payload["detail"]
     session = NodeSession.objects.get(pk=payload["session_id"])
     assert session.status == "failed" and session.ended_at is not None
+
+
+# ---------------------------------------------------------------- the port policy
+@pytest.fixture
+def port_settings(settings) -> None:
+    """The default policy, whatever the environment says: loopback hosts, SuperNodes in 9400-9699,
+    SuperLinks on 9191 (the default project's) and 9200-9299."""
+    settings.SUPERNODE_BIND_HOSTS = ("127.0.0.1", "::1", "localhost")
+    settings.SUPERNODE_PORT_RANGE = (9400, 9699)
+    settings.SUPERLINK_ADDRESS = "127.0.0.1:9191"
+    settings.SUPERLINK_PORT_RANGE = (9200, 9299)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("0.0.0.0:9400", "wildcard"),
+        ("[::]:9400", "wildcard"),
+        ("0:9400", "may listen on"),  # 0 is 0.0.0.0 to the kernel
+        ("10.1.2.3:9400", "may listen on"),
+        ("127.0.0.1:22", "privileged"),
+        ("127.0.0.1:9191", "reserved"),  # FEDML_SUPERLINK_ADDRESS: the default project's SuperLink
+        ("localhost:9250", "reserved"),  # FEDML_SUPERLINK_PORT_RANGE: the projects' SuperLinks
+        ("127.0.0.1:9094", "outside"),  # Flower's default, outside FEDML_SUPERNODE_PORT_RANGE
+        ("127.0.0.1:8000", "outside"),  # Daphne's
+    ],
+)
+def test_supernode_start_refuses_a_runtime_address_outside_the_port_policy_naming_the_field(
+    api_client, alive, port_settings, address, says
+):
+    status, payload = _post(api_client, {"clientappio_api_address": address})
+
+    assert status == 400, payload
+    assert payload["field"] == "clientappio_api_address"
+    assert says in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [("0.0.0.0:9450", "wildcard"), ("127.0.0.1:9200", "reserved"), ("127.0.0.1:9099", "outside")],
+)
+def test_supernode_start_refuses_a_health_server_address_outside_the_port_policy(
+    api_client, alive, port_settings, address, says
+):
+    status, payload = _post(api_client, {"extra_args": ["--health-server-address", address]})
+
+    assert status == 400, payload
+    assert payload["field"] == "extra_args"
+    assert says in payload["detail"]
+    assert NodeSession.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("held", "asked"),
+    [
+        ("127.0.0.1", "localhost"),
+        ("localhost", "127.0.0.1"),
+        ("[::1]", "localhost"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("[::ffff:127.0.0.1]", "127.0.0.1"),
+    ],
+)
+def test_supernode_start_on_a_port_another_projects_live_session_holds_under_another_spelling_answers_409(
+    api_client, alive, port_settings, held, asked
+):
+    other_site = NodeFactory(role="participant")  # a site of another project
+    NodeSessionFactory(node=other_site, kind="supernode", status="running", runtime_config={"host": held, "port": 9494})
+
+    status, payload = _post(api_client, {"clientappio_api_address": f"{asked}:9494"})
+
+    assert status == 409, payload
+    assert payload["field"] == "clientappio_api_address"
+    assert NodeSession.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_supernode_start_on_the_health_server_port_of_a_live_superlink_answers_409(api_client, alive, port_settings):
+    coordinator = NodeFactory(role="coordinator")
+    NodeSessionFactory(
+        node=coordinator,
+        kind="superlink",
+        status="running",
+        runtime_config={"host": "127.0.0.1", "port": 9201, "extra_args": ["--health-server-address", "[::1]:9460"]},
+    )
+
+    status, payload = _post(api_client, {"clientappio_api_address": "localhost:9460"})
+
+    assert status == 409, payload
+    assert payload["field"] == "clientappio_api_address"
+    assert NodeSession.objects.count() == 1
+
+
+def test_supernode_start_accepts_an_address_the_policy_allows_and_the_supernode_listens_there(
+    api_client, supervisor_in_thread, settings
+):
+    first = free_ports(1)
+    settings.SUPERNODE_PORT_RANGE = (first, first)
+
+    status, payload = _post(
+        api_client,
+        {"clientappio_api_address": f"localhost:{first}", "superlink_address": f"127.0.0.1:{free_port()}"},
+    )
+
+    assert status == 201, payload
+    assert payload["clientappio_api_address"] == f"localhost:{first}"
+    argv = supervisor_in_thread.live_children()[0].argv
+    assert argv[argv.index("--host") + 1 : argv.index("--port") + 2] == ["localhost", "--port", str(first)]
+
+
+def test_supernode_start_without_an_address_takes_the_first_port_of_the_range_no_live_listener_holds(
+    api_client, supervisor_in_thread, settings
+):
+    first = free_ports(2)
+    settings.SUPERNODE_PORT_RANGE = (first, first + 1)
+    other_site = NodeFactory(role="participant")  # another project's SuperNode, live on another supervisor
+    NodeSessionFactory(
+        node=other_site,
+        kind="supernode",
+        status="running",
+        supervisor_id=SupervisorHeartbeatFactory().id,
+        runtime_config={"host": "localhost", "port": first},
+    )
+
+    status, payload = _post(api_client, {"superlink_address": f"127.0.0.1:{free_port()}"})
+
+    assert status == 201, payload
+    assert payload["clientappio_api_address"] == f"127.0.0.1:{first + 1}"

@@ -1,4 +1,4 @@
-"""Node sessions: the live SuperLink and SuperNodes, ports in use, and the supervisor's work queue."""
+"""Node sessions: the live SuperLink and SuperNodes, what they listen on, and the supervisor's work queue."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from accounts.permissions import EVERY_PROJECT, ProjectScope
 from orchestration.models import (
     SESSION_LIVE_STATUSES,
     FederatedRun,
@@ -16,6 +17,7 @@ from orchestration.models import (
     SessionKind,
     SessionStatus,
 )
+from orchestration.ports import Bind, extra_args_binds
 from orchestration.selectors.scope import within
 from orchestration.selectors.supervisors import supervisors_alive
 
@@ -41,16 +43,30 @@ def session_latest(*, node: Node, kind: str) -> NodeSession | None:
     return NodeSession.objects.filter(node=node, kind=kind).order_by("-created_at").first()
 
 
-def session_get(*, session_id: Any) -> NodeSession | None:
-    return NodeSession.objects.select_related("node", "node__project").filter(pk=session_id).first()
+def session_get(*, session_id: Any, projects: ProjectScope = EVERY_PROJECT) -> NodeSession | None:
+    """The session if its node belongs to one of `projects`. Interfaces pass the caller's; only the
+    supervisor, which serves every project, relies on the default (tests/test_authorization_matrix.py checks)."""
+    return (
+        NodeSession.objects.select_related("node", "node__project")
+        .filter(pk=session_id, **within("node__project_id", projects))
+        .first()
+    )
 
 
-def ports_in_use(*, host: str) -> set[int]:
-    ports: set[int] = set()
+def session_live_binds() -> list[Bind]:
+    """What every live session of every project listens on (or will): its runtime API and any
+    health server its extra_args open. Compared after normalisation by `orchestration.ports`."""
+    binds: list[Bind] = []
     for config in NodeSession.objects.filter(status__in=SESSION_LIVE_STATUSES).values_list("runtime_config", flat=True):
-        if isinstance(config, dict) and config.get("host") == host and isinstance(config.get("port"), int):
-            ports.add(config["port"])
-    return ports
+        if not isinstance(config, dict):
+            continue
+        host, port = config.get("host"), config.get("port")
+        if isinstance(host, str) and isinstance(port, int) and port > 0:
+            binds.append(Bind(host, port))
+        extra = config.get("extra_args")
+        if isinstance(extra, list):
+            binds += extra_args_binds(a for a in extra if isinstance(a, str))
+    return binds
 
 
 def sessions_to_claim(*, node_external_ids: tuple[str, ...] | None) -> list[NodeSession]:

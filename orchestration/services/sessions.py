@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import Conflict, InvalidInput, NotFound
-from orchestration import flower, selectors
+from core.errors import Conflict, InvalidInput
+from orchestration import flower, ports, selectors
 from orchestration.models import (
     Node,
     NodeRole,
@@ -20,37 +20,17 @@ from orchestration.models import (
 from orchestration.runtime_config import ServerCertificatePaths, SuperlinkConfig
 from orchestration.services.common import invalid_input, supervisor_require_alive
 from orchestration.services.events import event_emit, session_event_emit
+from orchestration.services.ports import (
+    bind_require_allowed,
+    bind_require_free,
+    host_require_allowed,
+    port_choice_serialize,
+    port_choose_free,
+    port_policy_superlink,
+)
 from orchestration.services.transitions import session_transition
 
 WITHDRAWN_DETAIL = "withdrawn before a supervisor started it"
-PORT_CHOICE_LOCK = 0x7E_D0_0001  # pg_advisory_xact_lock key: choosing a SuperLink port
-
-
-def _check_port_free(*, host: str, port: int, field: str) -> None:
-    if port in selectors.ports_in_use(host=host):
-        raise Conflict(f"{field}: port {port} on {host} is already used by a running FedML process", field=field)
-
-
-def _serialize_port_choice() -> None:
-    """Two projects' SuperLinks requested at once must not pick the same port (PostgreSQL; SQLite
-    already serialises writers)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PORT_CHOICE_LOCK])
-
-
-def _free_superlink_port(*, host: str) -> int:
-    """The first port of FEDML_SUPERLINK_PORT_RANGE that no live FedML process uses."""
-    used = selectors.ports_in_use(host=host)
-    first, last = settings.SUPERLINK_PORT_RANGE
-    for port in range(first, last + 1):
-        if port not in used:
-            return port
-    raise Conflict(
-        f"listen_address: every port of FEDML_SUPERLINK_PORT_RANGE ({first}-{last}) on {host} is in use; "
-        "give a listen_address",
-        field="listen_address",
-    )
 
 
 @transaction.atomic
@@ -73,6 +53,23 @@ def superlink_request_start(
         args = flower.validate_extra_args(extra_args, allowed=flower.SUPERLINK_EXTRA_FLAGS)
     except flower.FlowerArgError as exc:
         raise invalid_input(exc) from None
+    # The port policy (orchestration.ports): where this SuperLink may listen, before anything is written.
+    policy = port_policy_superlink(default_project=default_project)
+    chosen = bool(listen_address) or default_project  # else the first free port of the range
+    health = ports.extra_args_binds(args)
+    for bind in health:
+        bind_require_allowed(bind=bind, field="extra_args", policy=policy)
+    if chosen:
+        bind_require_allowed(
+            bind=ports.Bind(host, port),
+            field="listen_address",
+            policy=policy,
+            default_from=None if listen_address else "FEDML_SUPERLINK_ADDRESS",
+        )
+        if any(ports.Bind(host, port).clashes(bind) for bind in health):
+            raise InvalidInput("listen_address and --health-server-address are the same address", field="extra_args")
+    else:
+        host_require_allowed(host=host, field="listen_address", policy=policy)
     supervisor_require_alive()
     Node.objects.select_for_update().filter(pk=node.pk).first()
     existing = selectors.session_live_superlink(project=node.project)
@@ -80,11 +77,14 @@ def superlink_request_start(
         raise Conflict(
             f"a SuperLink is already {existing.status} (session {existing.id})", extra={"session_id": str(existing.id)}
         )
-    _serialize_port_choice()
-    if listen_address or default_project:
-        _check_port_free(host=host, port=port, field="listen_address")
+    port_choice_serialize()
+    live = selectors.session_live_binds()
+    for bind in health:
+        bind_require_free(bind=bind, field="extra_args", live=live)
+    if chosen:
+        bind_require_free(bind=ports.Bind(host, port), field="listen_address", live=live)
     else:
-        port = _free_superlink_port(host=host)
+        port = port_choose_free(host=host, field="listen_address", policy=policy, live=[*live, *health])
     # Each project's SuperLink keeps its own state; the default project keeps the historical path.
     state_dir = settings.DATA_DIR / "superlink" / ("" if default_project else str(node.project_id))
     runtime_config = SuperlinkConfig(
@@ -143,13 +143,6 @@ def superlink_request_stop(*, node: Node) -> NodeSession:
     if session is None:
         raise Conflict("no SuperLink is running")
     return session_request_stop(session=session)
-
-
-def session_get_or_404(*, session_id: Any, node: Node | None = None) -> NodeSession:
-    session = selectors.session_get(session_id=session_id)
-    if session is None or (node is not None and session.node_id != node.pk):
-        raise NotFound(f"session {session_id} not found", field="session_id")
-    return session
 
 
 def session_claim(*, session_id: Any, supervisor_id: Any) -> bool:
