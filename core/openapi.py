@@ -34,6 +34,8 @@ ERRORS = {
     403: "signed in, but not allowed",
     404: "no such object",
     409: "conflicts with the current state (already running, nothing to stop)",
+    429: "too many requests that change something from this caller (FEDML_RATE_CONTROL): `limit` names the "
+    "limit, `Retry-After` says when to try again; nothing was changed",
     502: "the Flower process failed to start; `detail` says why",
     503: "no supervisor is running (start one with `python manage.py runsupervisor`)",
 }

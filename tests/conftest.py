@@ -25,6 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Nor does this process borrow from a connection pool (PostgreSQL's, FEDML_DB_POOL_MAX): a
+    # connection an executor thread kept would stay checked out, and later tests would wait for the
+    # pool. The servers the tests start (Daphne, the supervisor) run with the pool, as deployed.
+    settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
     # PBKDF2's million iterations cost about half a second per user on this machine, and the
     # suite creates hundreds. PBKDF2 stays available for a password a test's subprocess checks
     # (a browser signing in to Daphne), which must be hashed with a hasher that process knows.

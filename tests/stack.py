@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,19 @@ def free_ports(count: int) -> int:
         first = random.randrange(20000, 32768 - count)
         if all(_bindable(port) for port in range(first, first + count)):
             return first
+
+
+SUPERNODE_PORTS = 64  # a test FedML's FEDML_SUPERNODE_PORT_RANGE: room for every SuperNode a test starts
+
+
+def supernode_port_range(*, avoid: Iterable[int] = ()) -> str:
+    """FEDML_SUPERNODE_PORT_RANGE for a FedML of a test's own: consecutive free ports, none of `avoid`
+    (its SuperLinks' ports, which settings refuse inside a SuperNode range)."""
+    taken = set(avoid)
+    while True:
+        first = free_ports(SUPERNODE_PORTS)
+        if taken.isdisjoint(range(first, first + SUPERNODE_PORTS)):
+            return f"{first}-{first + SUPERNODE_PORTS - 1}"
 
 
 def _bindable(port: int) -> bool:
@@ -189,10 +202,9 @@ class Stack:
                     sys.executable,
                     "-m",
                     "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.web_port),
+                    # Twisted listens with a backlog of 50: a burst of more connections is reset.
+                    "-e",
+                    f"tcp:port={self.web_port}:interface=127.0.0.1:backlog=1024",
                     "fedml_site.asgi:application",
                 ],
                 env=self.env,
@@ -311,11 +323,16 @@ def start_stack(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Stac
         "FEDML_LOG_DIR": str(tmp_path / "logs"),
         "FEDML_FLOWER_APP_DIR": str(tmp_path / "flower_app"),
         "FEDML_SUPERLINK_ADDRESS": f"127.0.0.1:{superlink_port}",
-        "FEDML_SUPERNODE_BASE_PORT": str(free_port()),
         "FEDML_STOP_TIMEOUT_SECONDS": "10",
+        # One staff token drives a whole test (a fuzz makes hundreds of control requests a minute);
+        # tests/test_control_burst.py turns the limit on for its own stack.
+        "FEDML_RATE_CONTROL": "off",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
+    if "FEDML_SUPERNODE_PORT_RANGE" not in (extra_env or {}):
+        first, last = (int(p) for p in env.get("FEDML_SUPERLINK_PORT_RANGE", "9200-9299").split("-"))
+        env["FEDML_SUPERNODE_PORT_RANGE"] = supernode_port_range(avoid=[superlink_port, *range(first, last + 1)])
     s = Stack(tmp=tmp_path, env=env, web_port=free_port(), superlink_port=superlink_port)
     try:
         s.start_web()

@@ -18,6 +18,7 @@ from accounts.services.people import person_of
 from accounts.services.projects import node_join_decide, project_create
 from core.errors import Forbidden, NotFound
 from core.fields import StrictChar, StrictSerializer
+from core.throttling import ControlRateThrottle
 from portal import params, selectors
 from portal.apis.base import PROJECT_ID_PARAMETER, PortalApiView, coordinated_project, documented
 from portal.serializers import (
@@ -41,6 +42,7 @@ RUNS_PARAMETERS = [
 
 class AdminProjectsApi(PortalApiView):
     post_action = "project.create"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(StrictSerializer):
         class Meta:
@@ -71,7 +73,7 @@ class AdminProjectsApi(PortalApiView):
         return Response([project_summary_output(p, stats[p.pk], with_log=True) for p in projects])
 
     @documented(
-        ok={201: "CreateProjectResponse: {project, coordinator_node}"}, errors=(400, 409), request=InputSerializer
+        ok={201: "CreateProjectResponse: {project, coordinator_node}"}, errors=(400, 409, 429), request=InputSerializer
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -170,9 +172,10 @@ class AdminJoinDecideApi(PortalApiView):
     """Approve (`approve=True`) or refuse a pending join; deciding it again the same way changes nothing."""
 
     post_action = "project.join_decide"
+    throttle_classes = [ControlRateThrottle]
     approve = True
 
-    @documented(ok={200: "{node: Node}"}, errors=(400, 404, 409), request=None)
+    @documented(ok={200: "{node: Node}"}, errors=(400, 404, 409, 429), request=None)
     def post(self, request: Request, project_id: UUID, node_id: UUID) -> Response:
         project = coordinated_project(request, project_id)
         node = selectors.node_get(project=project, node_id=node_id)
