@@ -65,6 +65,25 @@ def standings(user: Any) -> dict[Any, Standing]:
     return {project_id: value for project_id, value in found.items() if value is not None}
 
 
+# The projects whose records a caller may look up by id: their ids, or EVERY_PROJECT (staff, and
+# the trusted callers: the supervisor and management commands). Every selector that takes an id
+# takes one, so another project's record is simply not found.
+ProjectScope = frozenset[Any] | None
+EVERY_PROJECT: ProjectScope = None
+
+
+def visible_project_ids(user: Any) -> ProjectScope:
+    """The projects whose records `user` may look up by id: every one for staff, else those it stands in."""
+    if is_staff(user):
+        return EVERY_PROJECT
+    found = standings(user)
+    if found:  # the role checks that follow the lookup read these: no query of their own
+        cache: dict[str, Standing | None] = user.__dict__.setdefault("_fedml_standing", {})
+        for project_id, value in found.items():
+            cache.setdefault(str(project_id), value)
+    return frozenset(found)
+
+
 def can_view_project(user: Any, project: Project) -> bool:
     return is_staff(user) or standing(user, project.pk) is not None
 

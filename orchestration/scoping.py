@@ -18,10 +18,12 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
 from accounts import permissions
+from accounts import selectors as accounts_selectors
 from accounts import services as accounts_services
 from accounts.models import JoinStatus, Membership, Node, NodeRole, Project
 from accounts.services.people import person_of
 from core.errors import Forbidden, InvalidInput, NotFound
+from orchestration import selectors
 from orchestration.models import NodeSession, SessionKind
 from orchestration.states import SESSION_LIVE_STATUSES
 
@@ -52,10 +54,16 @@ def check_user_id(user: Any, user_id: Any) -> None:
 
 
 def _visible_project(user: Any, project_id: uuid.UUID, *, field: str) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None or not permissions.can_view_project(user, project):
+    project = accounts_selectors.project_get(project_id=project_id, projects=permissions.visible_project_ids(user))
+    if project is None:
         raise NotFound(f"project {project_id} not found", field=field)
     return project
+
+
+def _visible_node(user: Any, node_id: uuid.UUID, role: str) -> Node | None:
+    """A node of `role` in one of the caller's projects (another project's is not found)."""
+    node = selectors.node_get(node_id=node_id, projects=permissions.visible_project_ids(user))
+    return node if node is not None and node.role == role else None
 
 
 def _caller_nodes(user: Any, role: str) -> Any:
@@ -106,10 +114,10 @@ def coordinator_scope(
     project = _visible_project(user, pid, field="project_id") if pid else None
     node = None
     if nid is not None:
-        node = Node.objects.select_related("project").filter(pk=nid, role=NodeRole.COORDINATOR).first()
+        node = _visible_node(user, nid, NodeRole.COORDINATOR)
         if node is None or (project is not None and node.project_id != project.pk):
             raise NotFound(f"coordinator node {nid} not found in this project", field=node_field)
-        project = project or _visible_project(user, node.project_id, field=node_field)
+        project = project or node.project
     if project is None:
         if permissions.is_staff(user):
             project = accounts_services.project_ensure_default()
@@ -139,7 +147,7 @@ def site_scope(*, user: Any, project_id: Any = None, node_id: Any = None, contro
         raise Forbidden("your join of this project waits for a coordinator's approval", field="project_id")
     project = _visible_project(user, pid, field="project_id") if pid else None
     if nid is not None:
-        node = Node.objects.select_related("project").filter(pk=nid, role=NodeRole.PARTICIPANT).first()
+        node = _visible_node(user, nid, NodeRole.PARTICIPANT)
         if node is None or (project is not None and node.project_id != project.pk):
             raise NotFound(f"participant node {nid} not found in this project", field="node_id")
         if not permissions.can_view_node(user, node):

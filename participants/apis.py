@@ -15,11 +15,13 @@ from accounts.drf import AuditedApiView
 from core.errors import Forbidden
 from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar, StrictInteger, validated_body
 from core.openapi import documented
+from core.public_paths import public_text
+from core.throttling import ControlRateThrottle
 from orchestration import scoping, waits
 from orchestration import selectors as orchestration_selectors
 from orchestration.models import SessionStatus
 from orchestration.runtime_config import supernode_config
-from orchestration.serializers import iso, pid_text, session_output
+from orchestration.serializers import iso, pid_text, public_path, session_output
 from participants import keys, selectors, services
 
 
@@ -41,10 +43,9 @@ def _controlled_site(request: Request, data: dict[str, Any] | None = None) -> An
 
 def _visible_supernode(request: Request, session_id: str) -> Any:
     """A SuperNode session of a project the caller may see (another project's is not found)."""
-    session = orchestration_selectors.session_get(session_id=session_id)
-    if session is None or session.kind != "supernode":
-        return None
-    return session if access.can_view_project(request.user, session.node.project) else None
+    projects = access.visible_project_ids(request.user)
+    session = orchestration_selectors.session_get(session_id=session_id, projects=projects)
+    return session if session is not None and session.kind == "supernode" else None
 
 
 class SiteInput(ScopedInput):
@@ -82,7 +83,7 @@ class ParticipantHealthApi(AuditedApiView):
                 "status": "ok",
                 "supernode_running": bool(running),
                 "started_at": iso(current.started_at) if current else None,
-                "log_path": (current.log_path or None) if current else None,
+                "log_path": public_path(current.log_path) if current else None,
                 "session_id": str(current.id) if current else None,
                 "project_id": str(node.project_id),
                 "node_id": str(node.id),
@@ -96,6 +97,7 @@ class ParticipantHealthApi(AuditedApiView):
 
 class SupernodeStartApi(AuditedApiView):
     audit_action = "supernode.start"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(SiteInput):
         class Meta:
@@ -111,7 +113,7 @@ class SupernodeStartApi(AuditedApiView):
 
     @documented(
         ok={201: "started: status, pid, log_path, session_id"},
-        errors=(400, 403, 404, 409, 502, 503),
+        errors=(400, 403, 404, 409, 429, 502, 503),
         request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
@@ -125,12 +127,12 @@ class SupernodeStartApi(AuditedApiView):
             {
                 "status": "started" if session.status == SessionStatus.RUNNING else session.status,
                 "pid": pid_text(session.pid),
-                "log_path": session.log_path or None,
+                "log_path": public_path(session.log_path),
                 "session_id": str(session.id),
                 "project_id": str(node.project_id),
                 "node_id": str(node.id),
                 "clientappio_api_address": supernode_config(session).clientappio_api_address,
-                "detail": session.status_detail or None,
+                "detail": public_text(session.status_detail) or None,
             },
             status=201 if ok else 502,
         )
@@ -138,6 +140,7 @@ class SupernodeStartApi(AuditedApiView):
 
 class SupernodeStopApi(AuditedApiView):
     audit_action = "supernode.stop"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(SiteInput):
         class Meta:
@@ -145,7 +148,7 @@ class SupernodeStopApi(AuditedApiView):
 
         session_id = serializers.UUIDField(required=False, allow_null=True)
 
-    @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409), request=InputSerializer)
+    @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409, 429), request=InputSerializer)
     def post(self, request: Request) -> Response:
         data = validated_body(self.InputSerializer, request)
         node = _controlled_site(request, data)
@@ -183,8 +186,9 @@ class SupernodeDetailApi(AuditedApiView):
 
 class SupernodeSessionStopApi(AuditedApiView):
     audit_action = "supernode.stop"
+    throttle_classes = [ControlRateThrottle]
 
-    @documented(ok={200: "stopped or stopping"}, errors=(403, 404, 409), request=None)
+    @documented(ok={200: "stopped or stopping"}, errors=(403, 404, 409, 429), request=None)
     def post(self, request: Request, session_id: str) -> Response:
         session = _visible_supernode(request, session_id)
         if session is None:
@@ -209,8 +213,9 @@ class SupernodeKeyApi(AuditedApiView):
     """
 
     audit_action = "supernode.keys"
+    throttle_classes = [ControlRateThrottle]
 
-    @documented(ok={200: "{node_id, public_key}"}, errors=(400, 403, 404), request=SiteInput)
+    @documented(ok={200: "{node_id, public_key}"}, errors=(400, 403, 404, 429), request=SiteInput)
     def post(self, request: Request) -> Response:
         node = _controlled_site(request, validated_body(SiteInput, request))
         return Response({"node_id": str(node.pk), "public_key": keys.keypair_ensure(node)})

@@ -13,7 +13,9 @@ from typing import Any
 
 from django.db.models import Count, F, OuterRef, Q, Subquery
 
+from accounts import selectors as accounts_selectors
 from accounts.models import JoinStatus, Node, NodeRole, Project
+from accounts.permissions import ProjectScope
 from orchestration import selectors as orchestration_selectors
 from orchestration.models import FederatedRun, NodeSession, SessionKind
 
@@ -36,8 +38,9 @@ class ProjectStats:
 
 # ----------------------------------------------------------------- who
 # ----------------------------------------------------------------- projects
-def project_get(*, project_id: Any) -> Project | None:
-    return Project.objects.filter(pk=project_id).first()
+def project_get(*, project_id: Any, projects: ProjectScope) -> Project | None:
+    """The project if it is one of `projects` (EVERY_PROJECT: any; browsing shows every project)."""
+    return accounts_selectors.project_get(project_id=project_id, projects=projects)
 
 
 def projects_newest_first(*, only_ids: set[Any] | None = None) -> list[Project]:

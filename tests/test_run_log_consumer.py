@@ -112,6 +112,6 @@ async def test_participant_sees_the_run_and_only_its_own_nodes_lines() -> None:
     hello = await receive(ws)
     assert {f["name"] for f in hello["follows"]} == {f"run:{run.pk}", f"session:{node_a.pk}"}
     await ws.disconnect()
-    stranger = await make_user()
+    stranger = await make_user()  # no standing in the run's project: the run is not found
     ws, _, _ = await connect(f"/ws/runs/{run.pk}/logs/", stranger)
-    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": consumers.CLOSE_FORBIDDEN}
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": consumers.CLOSE_NOT_FOUND}

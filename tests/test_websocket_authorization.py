@@ -1,4 +1,6 @@
-"""Every websocket endpoint against anonymous, participant A, participant B, coordinator and staff."""
+"""Every websocket endpoint against anonymous, participant A, participant B, coordinator, staff and a
+stranger (signed in, no standing): what is outside the caller's projects is not found (4404), what is
+inside but not theirs is forbidden (4403)."""
 
 from __future__ import annotations
 
@@ -63,7 +65,9 @@ async def test_each_identity_follows_exactly_what_the_role_model_allows(identity
             assert (await receive(ws))["type"] == "hello", (identity, name)
             await ws.disconnect()
         else:
-            expected = consumers.CLOSE_UNAUTHENTICATED if identity == "anonymous" else consumers.CLOSE_FORBIDDEN
+            expected = {"anonymous": consumers.CLOSE_UNAUTHENTICATED, "stranger": consumers.CLOSE_NOT_FOUND}.get(
+                identity, consumers.CLOSE_FORBIDDEN
+            )
             assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": expected}, (identity, name)
             denied = await sync_to_async(AuditEvent.objects.filter(outcome="denied", via="websocket").count)()
             assert denied == denied_before + 1

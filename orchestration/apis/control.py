@@ -14,10 +14,12 @@ from rest_framework.response import Response
 from accounts.drf import AuditedApiView
 from core.fields import ExtraArgs, ScopedInput, StrictBoolean, StrictChar, validated_body
 from core.openapi import documented
+from core.public_paths import public_text
+from core.throttling import ControlRateThrottle
 from orchestration import scoping, selectors, services, waits
 from orchestration.models import RunStatus, SessionStatus
 from orchestration.runtime_config import superlink_config
-from orchestration.serializers import iso, pid_text, run_info_output, run_output
+from orchestration.serializers import iso, pid_text, public_path, run_info_output, run_output
 
 
 class ControlInput(ScopedInput):
@@ -98,6 +100,7 @@ def _empty_health() -> dict[str, Any]:
 
 class SuperlinkStartApi(AuditedApiView):
     audit_action = "superlink.start"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(ScopedInput):
         class Meta:
@@ -111,7 +114,7 @@ class SuperlinkStartApi(AuditedApiView):
 
     @documented(
         ok={201: "started: status, pid, log_path, session_id"},
-        errors=(400, 403, 404, 409, 502, 503),
+        errors=(400, 403, 404, 409, 429, 502, 503),
         request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
@@ -125,12 +128,12 @@ class SuperlinkStartApi(AuditedApiView):
             {
                 "status": "started" if session.status == SessionStatus.RUNNING else session.status,
                 "pid": pid_text(session.pid),
-                "log_path": session.log_path or None,
+                "log_path": public_path(session.log_path),
                 "session_id": str(session.id),
                 "project_id": str(scope.project.id),
                 "node_id": str(scope.node.id),
                 "superlink_address": superlink_config(session).connect_address,
-                "detail": session.status_detail or None,
+                "detail": public_text(session.status_detail) or None,
             },
             status=code,
         )
@@ -138,6 +141,7 @@ class SuperlinkStartApi(AuditedApiView):
 
 class SuperlinkStopApi(AuditedApiView):
     audit_action = "superlink.stop"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(ScopedInput):
         class Meta:
@@ -145,7 +149,7 @@ class SuperlinkStopApi(AuditedApiView):
 
         node_id = serializers.UUIDField(required=False, allow_null=True)
 
-    @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409), request=InputSerializer)
+    @documented(ok={200: "stopped or stopping"}, errors=(400, 403, 404, 409, 429), request=InputSerializer)
     def post(self, request: Request) -> Response:
         scope = _scope(request, validated_body(self.InputSerializer, request))
         session = services.superlink_request_stop(node=scope.node)
@@ -161,6 +165,7 @@ class SuperlinkStopApi(AuditedApiView):
 
 class RunStartApi(AuditedApiView):
     audit_action = "run.start"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(ScopedInput):
         class Meta:
@@ -177,7 +182,7 @@ class RunStartApi(AuditedApiView):
             201: "started: status, pid, log_path, run_id, session_id",
             202: "claimed by the supervisor, which starts `flwr run` once the SuperLink accepts connections",
         },
-        errors=(400, 403, 404, 409, 502, 503),
+        errors=(400, 403, 404, 409, 429, 502, 503),
         request=InputSerializer,
     )
     def post(self, request: Request) -> Response:
@@ -196,12 +201,13 @@ class RunStartApi(AuditedApiView):
             {
                 "status": RunStatus.STARTING if waiting else "started" if live else run.status,
                 "pid": pid_text(run.pid),
-                "log_path": run.log_path or None,
+                "log_path": public_path(run.log_path),
                 "run_id": str(run.id),
                 "flower_run_id": run.flower_run_id or None,
                 "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
                 "project_id": str(scope.project.id),
-                "detail": run.status_detail or ("waiting for the SuperLink to accept connections" if waiting else None),
+                "detail": public_text(run.status_detail)
+                or ("waiting for the SuperLink to accept connections" if waiting else None),
             },
             status=(202 if waiting else 201) if ok else 502,
         )
@@ -209,8 +215,11 @@ class RunStartApi(AuditedApiView):
 
 class RunStopApi(AuditedApiView):
     audit_action = "run.stop"
+    throttle_classes = [ControlRateThrottle]
 
-    @documented(ok={200: "the run's status after the stop request"}, errors=(400, 403, 404, 409), request=ControlInput)
+    @documented(
+        ok={200: "the run's status after the stop request"}, errors=(400, 403, 404, 409, 429), request=ControlInput
+    )
     def post(self, request: Request) -> Response:
         scope = _scope(request, validated_body(ControlInput, request))
         run = services.run_request_stop(project=scope.project)

@@ -15,6 +15,7 @@ from accounts.drf import AuditedApiView
 from core.errors import Forbidden
 from core.fields import StrictChar, StrictSerializer, parse_count
 from core.openapi import documented
+from core.throttling import ControlRateThrottle
 from orchestration import selectors, services, waits
 from orchestration.models import EnrollmentStatus
 from orchestration.serializers import enrollment_output, log_lines_output, round_output, run_output
@@ -28,8 +29,8 @@ LOG_PARAMETERS = [
 
 def _controlled_node(request: Request, node_id: str) -> Any:
     """A node of a project the caller coordinates; None if the caller may not even see it."""
-    node = selectors.node_get(node_id=node_id)
-    if node is None or not access.can_view_project(request.user, node.project):
+    node = selectors.node_get(node_id=node_id, projects=access.visible_project_ids(request.user))
+    if node is None:
         return None
     if not access.can_control_federation(request.user, node.project):
         raise Forbidden("only the project's coordinators may control the SuperLink, runs and enrollments")
@@ -39,8 +40,8 @@ def _controlled_node(request: Request, node_id: str) -> Any:
 class RunDetailApi(AuditedApiView):
     @documented(ok={200: "the run with its per-round metrics"}, errors=(404,))
     def get(self, request: Request, run_id: str) -> Response:
-        run = selectors.run_get(run_id=run_id)
-        if run is None or not access.can_view_run(request.user, run):
+        run = selectors.run_get(run_id=run_id, projects=access.visible_project_ids(request.user))
+        if run is None:
             return Response({"detail": f"run {run_id} not found", "field": "run_id"}, status=404)
         payload = run_output(run)
         # Participants see aggregated metrics only, never another node's.
@@ -58,13 +59,10 @@ class LogLinesApi(AuditedApiView):
 
     owner_kind = ""  # "session" | "run"
 
-    def _owner(self, owner_id: Any) -> Any:
+    def _owner(self, owner_id: Any, projects: access.ProjectScope) -> Any:
         raise NotImplementedError
 
     def _may_read(self, request: Request, owner: Any) -> bool:
-        raise NotImplementedError
-
-    def _project(self, owner: Any) -> Any:
         raise NotImplementedError
 
     def _lines(self, request: Request, owner_id: Any) -> Response:
@@ -73,9 +71,9 @@ class LogLinesApi(AuditedApiView):
         before = params.get("before")
         before_seq = parse_count(before, field="before") if before is not None else None
         limit = min(parse_count(params.get("limit", "1000"), field="limit", minimum=1), 5000)
-        owner = self._owner(owner_id)
         # Another project's records are "not found": their ids reveal nothing outside the project.
-        if owner is None or not access.can_view_project(request.user, self._project(owner)):
+        owner = self._owner(owner_id, access.visible_project_ids(request.user))
+        if owner is None:
             return Response({"detail": f"{self.owner_kind} {owner_id} not found", "field": "id"}, status=404)
         if not self._may_read(request, owner):
             self.permission_denied(request, message=f"you may not read this {self.owner_kind}'s log")
@@ -90,14 +88,11 @@ class LogLinesApi(AuditedApiView):
 class SessionLogLinesApi(LogLinesApi):
     owner_kind = "session"
 
-    def _owner(self, owner_id: Any) -> Any:
-        return selectors.session_get(session_id=owner_id)
+    def _owner(self, owner_id: Any, projects: access.ProjectScope) -> Any:
+        return selectors.session_get(session_id=owner_id, projects=projects)
 
     def _may_read(self, request: Request, owner: Any) -> bool:
         return access.can_view_session(request.user, owner)
-
-    def _project(self, owner: Any) -> Any:
-        return owner.node.project
 
     @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
     def get(self, request: Request, session_id: str) -> Response:
@@ -107,14 +102,11 @@ class SessionLogLinesApi(LogLinesApi):
 class RunLogLinesApi(LogLinesApi):
     owner_kind = "run"
 
-    def _owner(self, owner_id: Any) -> Any:
-        return selectors.run_get(run_id=owner_id)
+    def _owner(self, owner_id: Any, projects: access.ProjectScope) -> Any:
+        return selectors.run_get(run_id=owner_id, projects=projects)
 
     def _may_read(self, request: Request, owner: Any) -> bool:
         return access.can_view_run(request.user, owner)
-
-    def _project(self, owner: Any) -> Any:
-        return owner.project
 
     @documented(ok={200: "{lines: [...]}"}, errors=(400, 404), parameters=LOG_PARAMETERS)
     def get(self, request: Request, run_id: str) -> Response:
@@ -125,6 +117,7 @@ class NodeEnrollApi(AuditedApiView):
     """Register a participant node's SuperNode public key with the SuperLink (SuperNode auth)."""
 
     audit_action = "node.enroll"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(StrictSerializer):
         class Meta:
@@ -133,7 +126,9 @@ class NodeEnrollApi(AuditedApiView):
         public_key = StrictChar(max_length=2000)
 
     @documented(
-        ok={201: "registered", 202: "not yet registered"}, errors=(400, 404, 409, 502, 503), request=InputSerializer
+        ok={201: "registered", 202: "not yet registered"},
+        errors=(400, 404, 409, 429, 502, 503),
+        request=InputSerializer,
     )
     def post(self, request: Request, node_id: str) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -151,8 +146,9 @@ class NodeRevokeApi(AuditedApiView):
     """Unregister a node's key: its SuperNodes can no longer join the federation."""
 
     audit_action = "node.revoke"
+    throttle_classes = [ControlRateThrottle]
 
-    @documented(ok={200: "revoked", 202: "revocation pending"}, errors=(404, 409, 503), request=None)
+    @documented(ok={200: "revoked", 202: "revocation pending"}, errors=(404, 409, 429, 503), request=None)
     def post(self, request: Request, node_id: str) -> Response:
         node = _controlled_node(request, node_id)
         if node is None:

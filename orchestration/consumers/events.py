@@ -22,7 +22,8 @@ from orchestration.models import Project
 
 @database_sync_to_async
 def _load_project(project_id: Any, user: Any) -> tuple[Project | None, bool, bool, Any]:
-    project = accounts_selectors.project_get(project_id=project_id)
+    # Another project is not found, as over REST: the lookup is within the user's projects.
+    project = accounts_selectors.project_get(project_id=project_id, projects=permissions.visible_project_ids(user))
     if project is None:
         return None, False, False, None
     return (

@@ -24,8 +24,9 @@ from orchestration.states import RUN_ENDED_STATUSES, SESSION_LIVE_STATUSES
 
 
 @database_sync_to_async
-def _load_session(session_id: Any) -> NodeSession | None:
-    return selectors.session_get(session_id=session_id)
+def _load_session(session_id: Any, user: Any) -> NodeSession | None:
+    """The session if it is in one of the user's projects: another project's is not found."""
+    return selectors.session_get(session_id=session_id, projects=permissions.visible_project_ids(user))
 
 
 def _session_status_sync(session_id: Any) -> tuple[bool, str]:
@@ -40,7 +41,7 @@ async def _session_status(session_id: Any) -> tuple[bool, str]:
 class SessionLogConsumer(FollowConsumer):
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
         session_id = uuid_or_none(self.scope["url_route"]["kwargs"]["session_id"])
-        session = await _load_session(session_id) if session_id else None
+        session = await _load_session(session_id, user) if session_id else None
         if session is None:
             return CLOSE_NOT_FOUND
         if not await database_sync_to_async(permissions.can_view_session)(user, session):
@@ -60,7 +61,8 @@ class SessionLogConsumer(FollowConsumer):
 
 @database_sync_to_async
 def _run_context(run_id: Any, user: Any) -> tuple[FederatedRun | None, bool, list[NodeSession]]:
-    run = selectors.run_get(run_id=run_id)
+    """The run if it is in one of the user's projects (another project's is not found)."""
+    run = selectors.run_get(run_id=run_id, projects=permissions.visible_project_ids(user))
     if run is None:
         return None, False, []
     if not permissions.can_view_run(user, run):
@@ -143,7 +145,10 @@ class RunLogConsumer(FollowConsumer):
     async def _discover_sessions(self) -> None:
         """SuperNodes that join mid-run are followed from when they start."""
         known = {f.name for f in self.follows}
-        run = await database_sync_to_async(selectors.run_get)(run_id=self.run.pk)
+        # The run was found in the user's projects at connect; a run never changes project.
+        run = await database_sync_to_async(selectors.run_get)(
+            run_id=self.run.pk, projects=frozenset({self.run.project_id})
+        )
         if run is None:
             return
         self.run = run

@@ -31,9 +31,9 @@ from orchestration.selectors.runs import (
 )
 from orchestration.selectors.sessions import (
     orphaned_sessions,
-    ports_in_use,
     session_get,
     session_latest,
+    session_live_binds,
     session_live_superlink,
     session_live_supernodes,
     session_status,
@@ -60,7 +60,6 @@ __all__ = [
     "node_get",
     "orphaned_runs",
     "orphaned_sessions",
-    "ports_in_use",
     "project_events_before",
     "round_metrics",
     "run_get",
@@ -72,6 +71,7 @@ __all__ = [
     "runs_to_claim",
     "session_get",
     "session_latest",
+    "session_live_binds",
     "session_live_superlink",
     "session_live_supernodes",
     "session_status",

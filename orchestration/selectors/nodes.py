@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from accounts.permissions import ProjectScope
 from orchestration.models import (
     EnrollmentStatus,
     Node,
@@ -24,5 +25,6 @@ def enrollments_pending(*, project_slugs: tuple[str, ...] | None) -> list[NodeEn
     )
 
 
-def node_get(*, node_id: Any) -> Node | None:
-    return Node.objects.select_related("project").filter(pk=node_id).first()
+def node_get(*, node_id: Any, projects: ProjectScope) -> Node | None:
+    """The node if it belongs to one of `projects` (the caller's; EVERY_PROJECT: any)."""
+    return Node.objects.select_related("project").filter(pk=node_id, **within("project_id", projects)).first()

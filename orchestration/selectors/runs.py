@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from accounts.permissions import EVERY_PROJECT, ProjectScope
 from orchestration.models import (
     RUN_LIVE_STATUSES,
     FederatedRun,
@@ -25,8 +26,14 @@ def run_live(*, project: Project) -> FederatedRun | None:
     )
 
 
-def run_get(*, run_id: Any) -> FederatedRun | None:
-    return FederatedRun.objects.select_related("project", "coordinator_session").filter(pk=run_id).first()
+def run_get(*, run_id: Any, projects: ProjectScope = EVERY_PROJECT) -> FederatedRun | None:
+    """The run if it belongs to one of `projects`. Interfaces pass the caller's; only the supervisor,
+    which serves every project, relies on the default (tests/test_authorization_matrix.py checks)."""
+    return (
+        FederatedRun.objects.select_related("project", "coordinator_session")
+        .filter(pk=run_id, **within("project_id", projects))
+        .first()
+    )
 
 
 def run_latest(*, project: Project) -> FederatedRun | None:

@@ -37,7 +37,7 @@ class PortalApiView(AuditedApiView):
 
 def coordinated_project(request: Request, project_id: Any, *, field: str = "project_id") -> Project:
     """The project, if the caller coordinates it (or is staff); otherwise it does not exist for the caller."""
-    project = selectors.project_get(project_id=project_id)
+    project = selectors.project_get(project_id=project_id, projects=permissions.visible_project_ids(request.user))
     if project is None or not permissions.can_control_federation(request.user, project):
         raise NotFound(f"project {project_id} not found", field=field)
     return project

@@ -22,6 +22,7 @@ from accounts.services.people import person_of
 from accounts.services.projects import project_join
 from core.errors import Forbidden, NotFound
 from core.fields import StrictChar, StrictSerializer
+from core.throttling import ControlRateThrottle
 from portal import params, selectors
 from portal.apis.base import PROJECT_ID_PARAMETER, PortalApiView, documented
 from portal.serializers import (
@@ -54,7 +55,8 @@ class ClientProjectApi(PortalApiView):
         ok={200: "ProjectDetailResponse: {project, stats}"}, errors=(404,), operation_id="client_project_retrieve"
     )
     def get(self, request: Request, project_id: UUID) -> Response:
-        project = selectors.project_get(project_id=project_id)
+        # Every project may be browsed (its name and counts; its runs' results only with a standing).
+        project = selectors.project_get(project_id=project_id, projects=permissions.EVERY_PROJECT)
         if project is None:
             raise NotFound(f"project {project_id} not found", field="project_id")
         stats = selectors.project_stats(project_ids=[project.pk])[project.pk]
@@ -66,6 +68,7 @@ class ClientJoinApi(PortalApiView):
     """Join as a participant: 201 registered, 202 waiting for a coordinator's approval, 200 already registered."""
 
     post_action = "project.join"
+    throttle_classes = [ControlRateThrottle]
 
     class InputSerializer(StrictSerializer):
         class Meta:
@@ -80,13 +83,13 @@ class ClientJoinApi(PortalApiView):
             201: "JoinProjectResponse: a new participant node",
             202: "JoinProjectResponse: the join waits for a coordinator's approval (node.join_status pending)",
         },
-        errors=(400, 404, 409),
+        errors=(400, 404, 409, 429),
         request=InputSerializer,
     )
     def post(self, request: Request, project_id: UUID) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = selectors.project_get(project_id=project_id)
+        project = selectors.project_get(project_id=project_id, projects=permissions.EVERY_PROJECT)  # any may be joined
         if project is None:
             raise NotFound(f"project {project_id} not found", field="project_id")
         person = person_of(request.user)
@@ -106,7 +109,8 @@ class ClientDashboardApi(PortalApiView):
     @documented(ok={200: "DashboardData"}, errors=(400, 404), parameters=[PROJECT_ID_PARAMETER])
     def get(self, request: Request) -> Response:
         project_id = params.project_id(request.query_params)
-        project = selectors.project_get(project_id=project_id)
+        # A project that may be browsed but not seen is refused (403: join it first), not hidden.
+        project = selectors.project_get(project_id=project_id, projects=permissions.EVERY_PROJECT)
         if project is None:
             raise NotFound(f"project {project_id} not found", field="projectId")
         if not permissions.can_view_project(request.user, project):
