@@ -13,128 +13,89 @@ from urllib.parse import urlparse
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from fedml_site import envs
+from orchestration.private_files import private_dirs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = envs.env
 environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$", re.ASCII)
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = env.str(name, default=str(default)).strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (true/false/1/0), got {raw!r}")
-
-
-def _int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = env.str(name, default=str(default)).strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.str(name, default=str(default)).strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _address(name: str, default: str) -> str:
-    raw = env.str(name, default=default).strip()
-    match = _HOST_PORT.match(raw)
-    if not match or not 0 < int(match.group(2)) < 65536:
-        raise ImproperlyConfigured(f"{name} must be host:port, got {raw!r}")
-    return raw
-
-
-def _path(name: str, default: Path) -> Path:
-    raw = env.str(name, default=str(default)).strip()
-    if not raw:
-        raise ImproperlyConfigured(f"{name} must be a path, got an empty value")
-    return Path(raw).expanduser().resolve()
-
-
-def _port_range(name: str, default: str) -> tuple[int, int]:
-    raw = env.str(name, default=default).strip()
-    match = re.fullmatch(r"(\d{1,5})-(\d{1,5})", raw)
-    if not match or not 0 < int(match.group(1)) <= int(match.group(2)) < 65536:
-        raise ImproperlyConfigured(f"{name} must be a port range like 9200-9299, got {raw!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-def _origins(name: str) -> list[str]:
-    origins = [o.strip() for o in env.str(name, default="").split(",") if o.strip()]
-    for origin in origins:
-        parsed = urlparse(origin)
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.path not in {"", "/"}:
-            raise ImproperlyConfigured(f"{name} must list origins like https://host:port, got {origin!r}")
-    return [o.rstrip("/") for o in origins]
-
-
-DEBUG = _bool("DJANGO_DEBUG", False)
+DEBUG = envs.boolean("DJANGO_DEBUG", False)
 _DEV_SECRET_KEY = "fedml-insecure-development-key-change-me-in-production"
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET_KEY)
+# Unset means the development key, which is public: only for a FedML serving this machine alone
+# (refused below otherwise; core.checks warns whenever it is in use).
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _DEV_SECRET_KEY
+DEVELOPMENT_SECRET_KEY = SECRET_KEY == _DEV_SECRET_KEY
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # FEDML_PRODUCTION=true turns on everything `manage.py check --deploy` asks for. The embedded
 # default serves plain HTTP on localhost, where secure-only cookies would make signing in impossible.
-PRODUCTION = _bool("FEDML_PRODUCTION", False)
+PRODUCTION = envs.boolean("FEDML_PRODUCTION", False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be false when FEDML_PRODUCTION is true")
 if PRODUCTION and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random value of at least 50 characters in production")
-SECURE_SSL_REDIRECT = _bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
-SESSION_COOKIE_SECURE = _bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+SECURE_SSL_REDIRECT = envs.boolean("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+SESSION_COOKIE_SECURE = envs.boolean("DJANGO_SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
-SECURE_HSTS_SECONDS = _int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
-SECURE_HSTS_PRELOAD = _bool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
+SECURE_HSTS_SECONDS = envs.integer("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envs.boolean("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = envs.boolean("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients):
 # DJANGO_BEHIND_TLS_PROXY=true. Never set it when clients can reach Daphne directly.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if envs.boolean("DJANGO_BEHIND_TLS_PROXY", False) else None
+)
+
+
+# With DEBUG off, a FedML reached under other names than this machine's (its hosts, the origins a
+# proxy forwards, a TLS proxy) must sign with a secret key: the development key is in the repository.
+if DEVELOPMENT_SECRET_KEY and not DEBUG:
+    _elsewhere = [h for h in ALLOWED_HOSTS if not envs.local_host(h)] + [
+        o for o in CSRF_TRUSTED_ORIGINS if not envs.local_host(urlparse(o).hostname or "")
+    ]
+    if _elsewhere or SECURE_PROXY_SSL_HEADER:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be a random value of at least 50 characters, not unset or the public "
+            "development key, when DJANGO_DEBUG is false and FedML serves other hosts than this machine "
+            f"({', '.join(_elsewhere) or 'DJANGO_BEHIND_TLS_PROXY'})"
+        )
+
 
 # --- FedML ------------------------------------------------------------------
-DATA_DIR = _path("FEDML_DATA_DIR", BASE_DIR / "var")
-LOG_DIR = _path("FEDML_LOG_DIR", BASE_DIR / "logs")
-FLWR_HOME_ROOT = _path("FEDML_FLWR_HOME", DATA_DIR / "flwr_home")
-FLOWER_APP_DIR = _path("FEDML_FLOWER_APP_DIR", BASE_DIR / "flower_app")
-CERTIFICATES_DIR = _path("FEDML_CERTIFICATES_DIR", DATA_DIR / "certificates")
-ARTIFACTS_DIR = _path("FEDML_ARTIFACTS_DIR", DATA_DIR / "artifacts")
+DATA_DIR = envs.path_value("FEDML_DATA_DIR", BASE_DIR / "var")
+LOG_DIR = envs.path_value("FEDML_LOG_DIR", BASE_DIR / "logs")
+FLWR_HOME_ROOT = envs.path_value("FEDML_FLWR_HOME", DATA_DIR / "flwr_home")
+FLOWER_APP_DIR = envs.path_value("FEDML_FLOWER_APP_DIR", BASE_DIR / "flower_app")
+CERTIFICATES_DIR = envs.path_value("FEDML_CERTIFICATES_DIR", DATA_DIR / "certificates")
+ARTIFACTS_DIR = envs.path_value("FEDML_ARTIFACTS_DIR", DATA_DIR / "artifacts")
 # Where flower-superlink, flower-supernode and flwr live (default: beside this Python).
-FLOWER_BIN_DIR = _path("FEDML_FLOWER_BIN_DIR", Path(sys.executable).parent)
+FLOWER_BIN_DIR = envs.path_value("FEDML_FLOWER_BIN_DIR", Path(sys.executable).parent)
 # Flower's SuperLink defaults to 127.0.0.1:8000, which is Daphne's usual port.
-SUPERLINK_ADDRESS = _address("FEDML_SUPERLINK_ADDRESS", "127.0.0.1:9191")
-SUPERNODE_BASE_PORT = _int("FEDML_SUPERNODE_BASE_PORT", 9401, minimum=1, maximum=65000)
+SUPERLINK_ADDRESS = envs.address("FEDML_SUPERLINK_ADDRESS", "127.0.0.1:9191")
 # How long a start request waits for the supervisor to spawn the process.
-START_WAIT_SECONDS = _float("FEDML_START_WAIT_SECONDS", 10.0, minimum=0.5)
+START_WAIT_SECONDS = envs.number("FEDML_START_WAIT_SECONDS", 10.0, minimum=0.5)
 # A supervisor whose heartbeat is older than this is considered dead.
-SUPERVISOR_STALE_SECONDS = _float("FEDML_SUPERVISOR_STALE_SECONDS", 6.0, minimum=1.0)
+SUPERVISOR_STALE_SECONDS = envs.number("FEDML_SUPERVISOR_STALE_SECONDS", 6.0, minimum=1.0)
 # SIGTERM, then SIGKILL after this many seconds.
-STOP_TIMEOUT_SECONDS = _float("FEDML_STOP_TIMEOUT_SECONDS", 15.0, minimum=0.5)
+STOP_TIMEOUT_SECONDS = envs.number("FEDML_STOP_TIMEOUT_SECONDS", 15.0, minimum=0.5)
 # API request bodies are small JSON objects; anything bigger is refused (400, field "body").
-FEDML_MAX_BODY_BYTES = _int("FEDML_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+FEDML_MAX_BODY_BYTES = envs.integer("FEDML_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FEDML_MAX_BODY_BYTES
+# JSON from clients (bodies, the dashboard's cookie, websocket messages) nested deeper than this is
+# refused (400, field "body"); Python's parser would raise RecursionError near 1,000 levels.
+FEDML_MAX_JSON_DEPTH = envs.integer("FEDML_MAX_JSON_DEPTH", 32, minimum=2, maximum=200)
 # Newest lines kept in the log_stream column (the full log is the log_lines table).
-LOG_TAIL_LINES = _int("FEDML_LOG_TAIL_LINES", 200, minimum=1)
+LOG_TAIL_LINES = envs.integer("FEDML_LOG_TAIL_LINES", 200, minimum=1)
+# Control requests (start, stop, enroll, revoke, joins, project creation) per person (or client
+# address) in a fixed window: the whole allowance may be spent at once, the next one answers 429
+# with Retry-After. Counted in the cache (Redis when REDIS_URL is set). `off` turns it off.
+RATE_CONTROL = envs.rate("FEDML_RATE_CONTROL", "30/min")
 
 PROJECT_SLUG = env.str("PROJECT_SLUG", default="fed-project")
 if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", PROJECT_SLUG):
@@ -158,14 +119,14 @@ SUPABASE_KEY = env.str("SUPABASE_KEY", default="")
 if SUPABASE_URL and urlparse(SUPABASE_URL).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(f"SUPABASE_URL must be an http(s) URL, got {SUPABASE_URL!r}")
 # A verified token for a subject FedML has not seen creates that person (and a Django user).
-SUPABASE_AUTO_PROVISION = _bool("SUPABASE_AUTO_PROVISION", True)
+SUPABASE_AUTO_PROVISION = envs.boolean("SUPABASE_AUTO_PROVISION", True)
 # The dashboard's Supabase session cookie (`sb-<ref>-auth-token`) is accepted when FedML is reached
 # on the dashboard's origin; unsafe methods it authenticates need an Origin listed here.
-DASHBOARD_ORIGINS = _origins("FEDML_DASHBOARD_ORIGINS")
+DASHBOARD_ORIGINS = envs.origins("FEDML_DASHBOARD_ORIGINS")
 # FedML can serve the part of Supabase Auth's HTTP API the dashboard signs in with (/auth/v1/...)
 # for its own users, issuing HS256 tokens with SUPABASE_JWT_SECRET. Off unless enabled.
-EMBEDDED_AUTH = _bool("FEDML_EMBEDDED_AUTH", False)
-EMBEDDED_AUTH_TOKEN_SECONDS = _int("FEDML_EMBEDDED_AUTH_TOKEN_SECONDS", 3600, minimum=60, maximum=86400)
+EMBEDDED_AUTH = envs.boolean("FEDML_EMBEDDED_AUTH", False)
+EMBEDDED_AUTH_TOKEN_SECONDS = envs.integer("FEDML_EMBEDDED_AUTH_TOKEN_SECONDS", 3600, minimum=60, maximum=86400)
 if EMBEDDED_AUTH and (len(SUPABASE_JWT_SECRET) < 32 or SUPABASE_JWKS_URL):
     raise ImproperlyConfigured(
         "FEDML_EMBEDDED_AUTH needs SUPABASE_JWT_SECRET (at least 32 characters) and no SUPABASE_JWKS_URL"
@@ -179,7 +140,25 @@ SUPERVISOR_SCOPE = env.str("FEDML_SUPERVISOR_SCOPE", default="all").strip()
 if SUPERVISOR_SCOPE not in {"all", "configured"}:
     raise ImproperlyConfigured(f"FEDML_SUPERVISOR_SCOPE must be 'all' or 'configured', got {SUPERVISOR_SCOPE!r}")
 # Projects other than the default get SuperLink ports from this range (first free port).
-SUPERLINK_PORT_RANGE = _port_range("FEDML_SUPERLINK_PORT_RANGE", "9200-9299")
+SUPERLINK_PORT_RANGE = envs.port_range("FEDML_SUPERLINK_PORT_RANGE", "9200-9299")
+# The port policy (orchestration/ports.py): SuperLinks and SuperNodes listen only on these hosts
+# and ports (and a SuperNode never on a SuperLink's). Loopback by default; a deployment whose
+# SuperNodes dial in from other hosts lists the SuperLink's interface address, or 0.0.0.0 / ::.
+SUPERLINK_BIND_HOSTS = envs.bind_hosts("FEDML_SUPERLINK_BIND_HOSTS", "127.0.0.1,::1,localhost")
+SUPERNODE_BIND_HOSTS = envs.bind_hosts("FEDML_SUPERNODE_BIND_HOSTS", "127.0.0.1,::1,localhost")
+SUPERNODE_PORT_RANGE = envs.port_range("FEDML_SUPERNODE_PORT_RANGE", "9400-9699")
+for _name, (_first, _) in (
+    ("FEDML_SUPERLINK_PORT_RANGE", SUPERLINK_PORT_RANGE),
+    ("FEDML_SUPERNODE_PORT_RANGE", SUPERNODE_PORT_RANGE),
+):
+    if _first < 1024:
+        raise ImproperlyConfigured(f"{_name} must not include privileged ports (below 1024), got {_first}")
+if SUPERNODE_PORT_RANGE[0] <= SUPERLINK_PORT_RANGE[1] and SUPERLINK_PORT_RANGE[0] <= SUPERNODE_PORT_RANGE[1]:
+    raise ImproperlyConfigured("FEDML_SUPERNODE_PORT_RANGE must not overlap FEDML_SUPERLINK_PORT_RANGE")
+if SUPERNODE_PORT_RANGE[0] <= int(SUPERLINK_ADDRESS.rsplit(":", 1)[1]) <= SUPERNODE_PORT_RANGE[1]:
+    raise ImproperlyConfigured("FEDML_SUPERNODE_PORT_RANGE must not include the port of FEDML_SUPERLINK_ADDRESS")
+if env.str("FEDML_SUPERNODE_BASE_PORT", default=""):
+    raise ImproperlyConfigured("FEDML_SUPERNODE_BASE_PORT is replaced by FEDML_SUPERNODE_PORT_RANGE (e.g. 9400-9699)")
 
 # --- Django -----------------------------------------------------------------
 INSTALLED_APPS = [
@@ -212,6 +191,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.middleware.DatabaseUnavailableMiddleware",  # an API request the database cannot serve: JSON 503
 ]
 
 ROOT_URLCONF = "fedml_site.urls"
@@ -232,6 +212,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "fedml_site.wsgi.application"
 ASGI_APPLICATION = "fedml_site.asgi.application"
 
+# PostgreSQL connections per process, and how long a request waits for one (see below).
+DB_POOL_MAX = envs.integer("FEDML_DB_POOL_MAX", 20, minimum=0, maximum=1000)
+DB_POOL_TIMEOUT = envs.number("FEDML_DB_POOL_TIMEOUT", 10.0, minimum=0.1)
 try:
     _db = env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'fedml.sqlite3'}")
 except Exception as exc:  # django-environ raises several types for a bad URL
@@ -239,7 +222,7 @@ except Exception as exc:  # django-environ raises several types for a bad URL
 if _db.get("ENGINE") not in {"django.db.backends.sqlite3", "django.db.backends.postgresql"}:
     raise ImproperlyConfigured(f"DATABASE_URL must be sqlite:// or postgres://, got engine {_db.get('ENGINE')!r}")
 if _db["ENGINE"] == "django.db.backends.sqlite3":
-    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(Path(_db["NAME"]).parent)
     # The supervisor and the web server write the same file at once: WAL lets readers
     # run beside a writer, IMMEDIATE takes the write lock up front so the busy timeout
     # applies (a deferred upgrade fails at once with "database is locked").
@@ -251,10 +234,21 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests spawn a supervisor and a server in other processes: they need a file.
     _db["TEST"] = {"NAME": str(DATA_DIR / "test-fedml.sqlite3")}
 else:
-    # Keep connections: websocket consumers and the supervisor query often, and a new
-    # PostgreSQL connection per query costs milliseconds of latency and CPU.
-    _db["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 60)
+    # Under ASGI each concurrent request runs in a thread of its own with a connection of its own,
+    # and a persistent connection outlives its thread: CONN_MAX_AGE > 0 leaks one per request, and
+    # a burst opens one per request in flight (PostgreSQL refuses past max_connections, 100 by
+    # default). So each process (Daphne, the supervisor) borrows from a bounded pool and gives the
+    # connection back when a request ends; one that waits longer than FEDML_DB_POOL_TIMEOUT for a
+    # connection answers 503 with Retry-After. FEDML_DB_POOL_MAX=0: no pool.
+    _db["CONN_MAX_AGE"] = envs.integer("DATABASE_CONN_MAX_AGE", 0)
     _db["CONN_HEALTH_CHECKS"] = True
+    if DB_POOL_MAX:
+        if _db["CONN_MAX_AGE"]:
+            raise ImproperlyConfigured("DATABASE_CONN_MAX_AGE must be 0 while FEDML_DB_POOL_MAX is not 0 (the pool)")
+        _db["OPTIONS"] = {
+            **_db.get("OPTIONS", {}),
+            "pool": {"min_size": min(2, DB_POOL_MAX), "max_size": DB_POOL_MAX, "timeout": DB_POOL_TIMEOUT},
+        }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -263,13 +257,13 @@ if REDIS_URL:
     if urlparse(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"REDIS_URL must be a redis:// or rediss:// URL, got {REDIS_URL!r}")
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
-    # Shared by every worker: the sign-in rate limit counts failures across processes.
+    # Shared by every worker: the sign-in and control rate limits count across processes.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     # Single-machine default. It cannot cross processes, so it is only ever a doorbell.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-CORS_ALLOWED_ORIGINS = _origins("ADMIN_CORS")
+CORS_ALLOWED_ORIGINS = envs.origins("ADMIN_CORS")
 CORS_ALLOW_CREDENTIALS = True
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -285,8 +279,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = _path("FEDML_STATIC_ROOT", DATA_DIR / "static")
+STATIC_ROOT = envs.path_value("FEDML_STATIC_ROOT", DATA_DIR / "static")
 # WhiteNoise warns about a missing STATIC_ROOT on every request (and warnings are errors in tests).
+private_dirs(DATA_DIR)  # before STATIC_ROOT's parents, which would be made 0755
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -123,10 +123,13 @@ async def _socket(path: str, token: str | None) -> tuple[int | None, dict[str, A
     connected, code = await communicator.connect(timeout=10)
     if not connected:
         return code, None
-    message = await communicator.receive_output(timeout=10)
+    try:
+        message = await communicator.receive_output(timeout=10)
+    finally:
+        # Always: a consumer left running when this loop closes would be cancelled mid-await.
+        await communicator.disconnect()
     if message["type"] == "websocket.close":
         return message.get("code"), None
-    await communicator.disconnect()
     return None, message
 
 

@@ -35,8 +35,17 @@ def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:
         ("DATABASE_URL", "not a url"),
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("FEDML_SUPERLINK_ADDRESS", "9191"),
-        ("FEDML_SUPERNODE_BASE_PORT", "many"),
+        ("FEDML_SUPERNODE_BASE_PORT", "9401"),  # replaced by FEDML_SUPERNODE_PORT_RANGE: never silently ignored
+        ("FEDML_SUPERNODE_PORT_RANGE", "many"),
+        ("FEDML_SUPERNODE_PORT_RANGE", "22-2000"),  # privileged ports
+        ("FEDML_SUPERNODE_PORT_RANGE", "9290-9400"),  # overlaps FEDML_SUPERLINK_PORT_RANGE's default
+        ("FEDML_SUPERNODE_PORT_RANGE", "9100-9195"),  # holds FEDML_SUPERLINK_ADDRESS's 9191
+        ("FEDML_SUPERLINK_PORT_RANGE", "80-99"),
+        ("FEDML_SUPERNODE_BIND_HOSTS", "127.0.0.1,example.org"),  # a name DNS would answer for
+        ("FEDML_SUPERLINK_BIND_HOSTS", "127.0.0.1,"),
         ("FEDML_START_WAIT_SECONDS", "soon"),
+        ("FEDML_MAX_JSON_DEPTH", "1000"),  # Python's parser would raise RecursionError before that
+        ("FEDML_MAX_JSON_DEPTH", "deep"),
         ("DJANGO_DEBUG", "maybe"),
         ("ADMIN_CORS", "dashboard.example.org"),
         ("PROJECT_SLUG", "Not A Slug"),
