@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.exceptions import Throttled
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+
+from core.counters import window_count
 
 PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -68,16 +69,6 @@ def _identity(request: Request) -> tuple[str, str]:
     return f"addr:{request.META.get('REMOTE_ADDR', '') or '-'}", "client address"
 
 
-def _count(key: str, *, timeout: int) -> int:
-    """This request's number in its window; atomic where the cache's incr is."""
-    cache.add(key, 0, timeout=timeout)
-    try:
-        return cache.incr(key)
-    except ValueError:  # the window's key expired between add and incr: a new window
-        cache.add(key, 1, timeout=timeout)
-        return 1
-
-
 class IdentityRateThrottle(BaseThrottle):
     """Counts a view's unsafe requests per identity; the rate is `settings.<setting>` (None: off),
     read at each request so that a changed setting applies at once."""
@@ -96,7 +87,8 @@ class IdentityRateThrottle(BaseThrottle):
         window = math.floor((now - offset) / rate.seconds)
         ends_at = (window + 1) * rate.seconds + offset
         left = max(1, math.ceil(ends_at - now))
-        if _count(f"fedml:rate:{self.scope}:{ident}:{window}", timeout=left + 1) <= rate.count:
+        count = window_count(f"fedml:rate:{self.scope}:{ident}:{window}", timeout=left + 1)
+        if count is None or count <= rate.count:  # None: the cache is down; limits wait for it
             return True
         raise RateLimited(scope=self.scope, rate=rate, per=per, wait=left)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from typing import Any
 
-from django.core.cache import cache
-
 from accounts.models import AuditEvent
+from core.counters import window_count, window_take
 
 logger = logging.getLogger(__name__)
 
@@ -68,24 +66,6 @@ def anonymous_window_key(address: str) -> str:
     return _address_key("window", address)
 
 
-def _count(key: str, timeout: int) -> int:
-    cache.add(key, 0, timeout=timeout)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=timeout)
-        return 1
-
-
-def _take(key: str) -> int:
-    """Read a counter and subtract what was read: refusals counted meanwhile stay for the next row."""
-    taken = cache.get(key) or 0
-    if taken:
-        with contextlib.suppress(ValueError):  # expired meanwhile: nothing left to subtract from
-            cache.decr(key, taken)
-    return int(taken)
-
-
 def audit_refusal_record(
     *,
     actor: Any,
@@ -102,9 +82,9 @@ def audit_refusal_record(
         return audit_record(
             actor=actor, action=action, outcome="denied", target=target, remote_addr=remote_addr, via=via, detail=detail
         )
-    written = _count(anonymous_window_key(remote_addr), ANONYMOUS_WINDOW_SECONDS)
-    if written > ANONYMOUS_ROWS_PER_WINDOW:
-        _count(_address_key("suppressed", remote_addr), SUPPRESSED_KEPT_SECONDS)
+    written = window_count(anonymous_window_key(remote_addr), timeout=ANONYMOUS_WINDOW_SECONDS)
+    if written is not None and written > ANONYMOUS_ROWS_PER_WINDOW:  # None: no cache, record it
+        window_count(_address_key("suppressed", remote_addr), timeout=SUPPRESSED_KEPT_SECONDS)
         if written == ANONYMOUS_ROWS_PER_WINDOW + 1:
             logger.warning(
                 "anonymous refusals from %r: more than %d in %d s; the rest of the window is counted, not recorded",
@@ -114,7 +94,7 @@ def audit_refusal_record(
             )
         return None
     detail = dict(detail or {})
-    suppressed = _take(_address_key("suppressed", remote_addr))
+    suppressed = window_take(_address_key("suppressed", remote_addr))
     if suppressed:
         detail["suppressed_before"] = suppressed  # refusals from this address not recorded since its last row
     if written == ANONYMOUS_ROWS_PER_WINDOW:
