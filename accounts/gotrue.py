@@ -26,6 +26,7 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -71,6 +72,10 @@ def _gotrue_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
             return view(request, *args, **kwargs)
         except SigninError as exc:
             return error(request, exc.status, exc.code, exc.message)
+        except OperationalError:  # GoTrue's error shape, as the dashboard's client reads it, never a 500 page
+            response = error(request, 503, "unexpected_failure", "the database is unavailable; retry in 5 s")
+            response["Retry-After"] = "5"
+            return response
 
     return csrf_exempt(never_cache(wrapper))
 

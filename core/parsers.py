@@ -23,8 +23,9 @@ class JSONTooDeep(ValueError):
     """JSON text nested deeper than the cap: a ValueError, as every other malformed JSON."""
 
 
-# A whole string literal (possessive: linear on any input), or one bracket outside strings.
-_STRUCTURE = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]', re.DOTALL)
+# A whole string literal, or one bracket outside strings. An unclosed string runs to the end of the
+# text: otherwise every quote of `"\"\"\"...` would rescan to the end (quadratic, seconds per body).
+_STRUCTURE = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
 
 
 def json_depth_check(text: str, *, limit: int | None = None) -> None:

@@ -5,7 +5,8 @@ request creates its counter (`cache.add`), every request increments it (`cache.i
 Redis and in the local-memory cache, so a burst of concurrent requests cannot slip past it), and
 a request over the limit is refused with 429 and `Retry-After` (the seconds left in the window).
 DRF checks throttles after authentication and permissions and before the view runs, so a refused
-request costs no database work beyond authentication, and the count itself none. Each identity's
+request costs no view work (authentication's lookup and its audit row aside), and the count itself
+no query. Without a reachable cache nothing is counted (core/counters.py). Each identity's
 windows start at an offset of their own, so refused clients do not all come back at once.
 Safe methods (GET, HEAD, OPTIONS) are not counted.
 """

@@ -45,7 +45,7 @@ def run_output(run: FederatedRun) -> dict[str, Any]:
         "signal": run.signal,
         "status_detail": public_text(run.status_detail),
         "config": run.config,
-        "metrics": run.metrics,
+        "metrics": public_value(run.metrics),  # artifact_path relative to FEDML_ARTIFACTS_DIR
         "session_id": str(run.coordinator_session_id) if run.coordinator_session_id else None,
         "created_at": iso(run.created_at),
     }

@@ -82,7 +82,8 @@ def run_output(run: FederatedRun, *, with_log: bool = True) -> dict[str, Any]:
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "log_stream": public_text(run.log_stream) if with_log else None,
-        "metrics": run.metrics if with_log else None,  # aggregated only (per-node ones live in round_metrics)
+        # Aggregated only (per-node ones live in round_metrics); the model path relative to its setting.
+        "metrics": public_value(run.metrics) if with_log else None,
         "flower_run_id": (run.flower_run_id or None) if with_log else None,
         "created_at": iso(run.created_at),
     }

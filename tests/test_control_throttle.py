@@ -8,7 +8,6 @@ Limits here are per day, so a test never straddles two windows."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -34,7 +33,8 @@ from tests.factories import (
     person_of,
     project_coordinated_by,
 )
-from tests.stack import ROOT, free_port
+from tests.outage_kit import unreachable_database
+from tests.stack import ROOT
 
 SUPERNODE_STOP = "/api/participant/supernode/stop"
 SUPERNODE_START = "/api/participant/supernode/start"
@@ -177,24 +177,6 @@ def test_every_api_view_that_changes_something_is_limited() -> None:
 
 
 # ----------------------------------------------------------------- a database that cannot serve
-@contextlib.contextmanager
-def unreachable_database() -> Iterator[None]:
-    """The real database made unreachable for this process: PostgreSQL on a port nothing listens
-    on, SQLite in a directory that does not exist. Restored afterwards."""
-    saved = dict(connection.settings_dict)
-    connection.close()
-    if connection.vendor == "postgresql":
-        connection.settings_dict["PORT"] = str(free_port())
-    else:
-        connection.settings_dict["NAME"] = str(ROOT / "no-such-dir" / "db.sqlite3")
-    try:
-        yield
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_database_that_cannot_serve_answers_json_503_with_retry_after(member: Any) -> None:
     client = bearer_client(member)

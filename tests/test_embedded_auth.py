@@ -19,6 +19,7 @@ from accounts.authentication import supabase_claims
 from accounts.models import AuditEvent, Person, RefreshToken
 from accounts.services import signin
 from tests.factories import UserFactory, person_of
+from tests.outage_kit import unreachable_database
 from tests.test_supabase_cookie_auth import cookie_header, session_json
 
 pytestmark = pytest.mark.django_db
@@ -346,3 +347,16 @@ def test_a_supabase_provisioned_person_has_no_password_to_sign_in_with(settings:
     get_user_model().objects.create_user(username=f"supabase-{person.pk}", email="supa@example.org")
     assert_error(password_grant("supa@example.org", ""), 400, "invalid_credentials")
     assert_error(password_grant("supa@example.org", "x"), 400, "invalid_credentials")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_in_the_database_cannot_serve_is_gotrues_503(client: Any, ada: Any) -> None:
+    with unreachable_database():
+        answer = client.post(
+            "/auth/v1/token?grant_type=password",
+            {"email": "ada@example.org", "password": "x" * 12},
+            content_type="application/json",
+        )
+
+    assert answer.status_code == 503 and answer["Retry-After"] == "5"
+    assert answer.json()["error_code"] == "unexpected_failure"

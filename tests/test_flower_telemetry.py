@@ -108,12 +108,7 @@ def test_outside_fedml_the_server_app_writes_nothing_and_prints_nothing(tmp_path
         good_metrics(flwr_run_id=12),  # a string of digits, as Flower's ids travel
         good_metrics(flwr_run_id="12; DROP"),
         good_metrics(aggregated=[1]),
-        good_metrics(aggregated={"loss": "0.5"}),
-        good_metrics(aggregated={"loss": True}),
-        good_metrics(aggregated={"x" * 101: 1.0}),
-        good_metrics(aggregated={f"m{i}": 1.0 for i in range(201)}),
         good_metrics(per_node="x"),
-        good_metrics(per_node={"1": {"loss": [1]}}),
         {"v": 1, "kind": "artifact", "fedml_run_id": "r", "path": 3},
         {"v": 1, "kind": "artifact", "fedml_run_id": "r", "path": ""},
         {"v": 1, "kind": "artifact", "fedml_run_id": "r", "path": "/a\x00b"},
@@ -121,6 +116,35 @@ def test_outside_fedml_the_server_app_writes_nothing_and_prints_nothing(tmp_path
 )
 def test_records_outside_the_contract_are_refused(record):
     assert parse_record(json.dumps(record).encode()) is None
+
+
+def test_a_sites_malformed_entries_are_dropped_and_the_round_kept() -> None:
+    """Metric keys come from the sites' replies: one odd key must not cost every other figure."""
+    record = parse_record(
+        json.dumps(
+            good_metrics(
+                aggregated={"loss": 0.5, "x" * 101: 1.0, "": 2.0, "flag": True, "text": "0.5", "huge": 10**400},
+                per_node={"1": {"loss": 0.4}, "2": {"loss": [1]}, "3": "not a mapping", "4": {"y" * 101: 1}},
+            )
+        ).encode()
+    )
+
+    assert isinstance(record, MetricsRecord)
+    assert record.aggregated == {"loss": 0.5}
+    assert record.per_node == {"1": {"loss": 0.4}, "2": {}, "4": {}}
+
+
+def test_at_most_200_metrics_are_kept_per_mapping() -> None:
+    record = parse_record(json.dumps(good_metrics(aggregated={f"m{i}": 1.0 for i in range(250)})).encode())
+
+    assert isinstance(record, MetricsRecord) and len(record.aggregated) == 200
+
+
+def test_the_server_app_keeps_within_the_same_limits() -> None:
+    telemetry = app_telemetry()
+    cleaned = telemetry.clean_metrics({"x" * 101: 1.0, **{f"m{i}": float(i) for i in range(250)}, "big": 10**400})
+
+    assert len(cleaned) == 200 and all(len(key) <= 100 for key in cleaned)
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"null", b"[" * 5000 + b"]" * 5000])
@@ -150,6 +174,13 @@ def test_an_over_long_line_is_dropped_and_the_next_one_read(tmp_path):
         f.write(b"tail of the long one\n" + b'{"ok":1}\n')
 
     assert reader.read() == [b'{"ok":1}']
+
+
+def test_the_reader_refuses_a_fifo_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "r.jsonl")
+
+    with pytest.raises(OSError, match="not a regular file"):
+        ChannelReader(tmp_path / "r.jsonl").read()
 
 
 def test_the_reader_does_not_follow_a_symlink(tmp_path):

@@ -17,7 +17,7 @@ from accounts import services as accounts_services
 from accounts.services import membership_set
 from orchestration.models import LogLine, NodeSession
 from orchestration.supervisor import Command
-from tests.factories import NodeSessionFactory, UserFactory
+from tests.factories import FederatedRunFactory, NodeSessionFactory, UserFactory
 from tests.fake_launcher import FakeChildLauncher
 from tests.supervisor_kit import MakeSupervisor, drive, request_fake, session_ended, started_supervisors, use_own_dirs
 
@@ -119,3 +119,16 @@ def test_a_certificates_path_outside_its_directory_is_refused_without_naming_the
         )
         assert response.status_code == 400 and response.json()["field"] == "certificates_path"
         assert str(dirs) not in response.json()["detail"], response.json()
+
+
+@pytest.mark.django_db
+def test_a_runs_model_path_is_shown_relative_to_the_artifacts_directory(dirs: Path, settings: Any) -> None:
+    client = participant_client()
+    project = accounts_services.participant_node_ensure().project
+    model = settings.ARTIFACTS_DIR / "global_model_x.pt"
+    run = FederatedRunFactory(project=project, status="completed", metrics={"artifact_path": str(model)})
+
+    detail = client.get(f"/api/coordinator/runs/{run.pk}").json()
+
+    assert detail["metrics"]["artifact_path"] == "$FEDML_ARTIFACTS_DIR/global_model_x.pt"
+    assert str(dirs) not in json.dumps(detail)

@@ -95,6 +95,29 @@ def test_records_in_the_runs_channel_become_round_metrics_and_the_artifact(make_
     assert metric.per_node == {"7": {"accuracy": pytest.approx(0.8)}}
     assert done.metrics["num_rounds"] == 2
     assert done.metrics["artifact_path"] == str(model.resolve())
+    assert not channel_of(run).exists()  # read to the end, then removed: the figures are in the database
+
+
+def test_records_read_before_flowers_run_id_is_known_count_as_soon_as_it_is(make_supervisor, superlink_port):
+    """The ServerApp's first record may be read before the log writer hands over Flower's run id;
+    it is held, and recorded once the id is known, while the run is still live."""
+    sup = make_supervisor(
+        FakeChildLauncher(
+            run=lambda run: ["0", "0", *writes(run, metrics(run.pk)), "--say", STARTED, "--hang", "--exit-on-usr1"],
+            stop=lambda run: ["0", "0", "--send-usr1", str(run.pid)],  # `flwr stop` ends it at teardown
+            ls=ls_answer("finished:stopped"),
+        )
+    )
+    run = request_run(superlink_row(superlink_port))
+
+    live = drive(
+        sup,
+        lambda: FederatedRun.objects.filter(pk=run.pk, status="running", round_metrics__isnull=False).first(),
+        message="round 1 recorded while the run is live",
+    )
+
+    assert live.flower_run_id == "42"
+    assert RoundMetric.objects.get(run=run).aggregated == {"accuracy": 0.9}
 
 
 def test_metrics_printed_by_any_process_stay_log_lines(make_supervisor, superlink_port):
@@ -192,9 +215,10 @@ def test_a_channel_file_left_before_the_run_started_is_not_its_telemetry(make_su
     assert not RoundMetric.objects.filter(run=run).exists()
 
 
-def test_only_the_superlink_learns_where_telemetry_goes(settings, tmp_path):
+def test_the_telemetry_directory_is_in_the_superlinks_environment_only(settings, tmp_path):
     """The channel's directory is in the SuperLink's environment (its ServerApps inherit it), never a
-    SuperNode's: a ClientApp cannot find the file. The directory is this user's only."""
+    SuperNode's: ClientApps are not told where it is. The directory is this OS user's only (the
+    boundary: docs/security.md)."""
     from orchestration.supervisor import FlowerLauncher
     from orchestration.supervisor.launcher import Command
 

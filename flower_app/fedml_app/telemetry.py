@@ -32,13 +32,15 @@ from typing import Any
 
 TELEMETRY_DIR_ENV = "FEDML_TELEMETRY_DIR"
 SCHEMA_VERSION = 1
+MAX_METRICS = 200  # FedML's reader drops what goes beyond these: a site's reply must not inflate a record
+MAX_NAME = 100
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def _num(value: Any) -> float | None:
     try:
         f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return f if math.isfinite(f) else None
 
@@ -49,9 +51,12 @@ def clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float | None]:
         return {}
     out: dict[str, float | None] = {}
     for key, value in metrics.items():
-        if isinstance(value, (list, tuple, bool)):
+        name = str(key)
+        if isinstance(value, (list, tuple, bool)) or not name or len(name) > MAX_NAME:
             continue
-        out[str(key)] = _num(value)
+        out[name] = _num(value)
+        if len(out) == MAX_METRICS:
+            break
     return out
 
 

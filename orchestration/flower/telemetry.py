@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,19 +50,33 @@ def channel_file(directory: Path, fedml_run_id: str) -> Path:
     return directory / f"{_SAFE_NAME.sub('_', fedml_run_id)}.jsonl"
 
 
+def _number(value: Any) -> float | None | bool:
+    """A metric value: a finite JSON number, or null; False for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+    return number if math.isfinite(number) else False
+
+
 def _metric_map(value: Any) -> dict[str, float | None] | None:
-    if not isinstance(value, dict) or len(value) > MAX_METRICS:
+    """A metric mapping; entries outside the contract are dropped (a site's odd key must not cost
+    every other figure of the round). None when it is no mapping at all."""
+    if not isinstance(value, dict):
         return None
     out: dict[str, float | None] = {}
-    for key, number in value.items():
-        if not isinstance(key, str) or not key or len(key) > MAX_NAME:
-            return None
-        if number is None:
-            out[key] = None
-        elif isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
-            out[key] = float(number)
-        else:
-            return None
+    for key, raw in value.items():
+        number = _number(raw)
+        if number is False or not isinstance(key, str) or not key or len(key) > MAX_NAME:
+            continue
+        assert not isinstance(number, bool)
+        out[key] = number
+        if len(out) == MAX_METRICS:
+            break
     return out
 
 
@@ -103,9 +118,8 @@ def parse_record(raw: bytes) -> Record | None:
     per_node: dict[str, dict[str, float | None]] = {}
     for node, metrics in per_node_raw.items():
         cleaned = _metric_map(metrics)
-        if cleaned is None or len(node) > MAX_NAME:
-            return None
-        per_node[node] = cleaned
+        if cleaned is not None and node and len(node) <= MAX_NAME:
+            per_node[node] = cleaned  # a malformed node entry is dropped, not the round
     return MetricsRecord(
         fedml_run_id=data["fedml_run_id"],
         flwr_run_id=flwr_run_id,
@@ -128,10 +142,13 @@ class ChannelReader:
 
     def read(self) -> list[bytes]:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            # Never a symlink, and never blocked on a FIFO planted in its place.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return []
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{self.path.name} is not a regular file")
             os.lseek(fd, self.offset, os.SEEK_SET)
             chunk = os.read(fd, MAX_READ_BYTES)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from accounts.permissions import EVERY_PROJECT, ProjectScope
+from accounts.permissions import ProjectScope
 from orchestration.models import (
     RUN_LIVE_STATUSES,
     FederatedRun,
@@ -26,9 +26,9 @@ def run_live(*, project: Project) -> FederatedRun | None:
     )
 
 
-def run_get(*, run_id: Any, projects: ProjectScope = EVERY_PROJECT) -> FederatedRun | None:
-    """The run if it belongs to one of `projects`. Interfaces pass the caller's; only the supervisor,
-    which serves every project, relies on the default (tests/test_authorization_matrix.py checks)."""
+def run_get(*, run_id: Any, projects: ProjectScope) -> FederatedRun | None:
+    """The run if it belongs to one of `projects`. Interfaces pass the caller's; the supervisor,
+    which serves every project, passes EVERY_PROJECT."""
     return (
         FederatedRun.objects.select_related("project", "coordinator_session")
         .filter(pk=run_id, **within("project_id", projects))

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from accounts.permissions import EVERY_PROJECT, ProjectScope
+from accounts.permissions import ProjectScope
 from orchestration.models import (
     SESSION_LIVE_STATUSES,
     FederatedRun,
@@ -43,9 +43,9 @@ def session_latest(*, node: Node, kind: str) -> NodeSession | None:
     return NodeSession.objects.filter(node=node, kind=kind).order_by("-created_at").first()
 
 
-def session_get(*, session_id: Any, projects: ProjectScope = EVERY_PROJECT) -> NodeSession | None:
-    """The session if its node belongs to one of `projects`. Interfaces pass the caller's; only the
-    supervisor, which serves every project, relies on the default (tests/test_authorization_matrix.py checks)."""
+def session_get(*, session_id: Any, projects: ProjectScope) -> NodeSession | None:
+    """The session if its node belongs to one of `projects`. Interfaces pass the caller's; the
+    supervisor, which serves every project, passes EVERY_PROJECT."""
     return (
         NodeSession.objects.select_related("node", "node__project")
         .filter(pk=session_id, **within("node__project_id", projects))

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from accounts.permissions import EVERY_PROJECT
 from orchestration import flower, selectors, services
 from orchestration.models import FederatedRun
 from orchestration.states import RUN_CLAIMED_STATUSES, RunStatus, SessionStatus
@@ -81,7 +82,7 @@ class RunFinisher:
             return WAITING
         if item.pending is None and time.monotonic() < item.next_ask_at:
             return WAITING
-        run = selectors.run_get(run_id=item.run_id)
+        run = selectors.run_get(run_id=item.run_id, projects=EVERY_PROJECT)
         if run is None:
             return None
         last = "\n".join(item.exit.last_lines)
@@ -100,7 +101,11 @@ class RunFinisher:
             item.last_error = "could not read the run's status from the SuperLink"
         else:
             item.failures = 0
-        superlink = selectors.session_get(session_id=run.coordinator_session_id) if run.coordinator_session_id else None
+        superlink = (
+            selectors.session_get(session_id=run.coordinator_session_id, projects=EVERY_PROJECT)
+            if run.coordinator_session_id
+            else None
+        )
         superlink_alive = superlink is not None and superlink.status == SessionStatus.RUNNING
         if item.failures >= MAX_STATUS_FAILURES or (not superlink_alive and item.failures >= 1):
             return RunStatus.FAILED, f"{item.last_error}. Last lines:\n{last}"
@@ -124,7 +129,10 @@ class RunFinisher:
         try:
             # The ServerApp has exited: its last records (the final round, the model) are on
             # disk and are read before the row is final, after which none is accepted.
-            self.telemetry.finish(run_id)
+            try:
+                self.telemetry.finish(run_id)
+            except Exception:  # the run ends all the same
+                logger.exception("could not read the last telemetry of run %s", run_id)
             if outcome is not None:
                 services.run_mark_ended(run_id=run_id, status=outcome[0], detail=outcome[1])
         except Exception:

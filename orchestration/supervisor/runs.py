@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.permissions import EVERY_PROJECT
 from orchestration import flower, procs, selectors, services
 from orchestration.logpipe import Line, Owner
 from orchestration.models import FederatedRun, LogStream
@@ -130,7 +131,7 @@ class RunWorker:
     def _spawn_runs_whose_superlink_listens(self) -> bool:
         did = False
         for run_id, claimed_at in list(self._awaiting_superlink.items()):
-            run = selectors.run_get(run_id=run_id)
+            run = selectors.run_get(run_id=run_id, projects=EVERY_PROJECT)
             if run is None or run.status != RunStatus.STARTING:
                 self._awaiting_superlink.pop(run_id, None)  # stopped meanwhile
                 continue

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.permissions import EVERY_PROJECT
 from orchestration import procs, selectors, services
 from orchestration.logpipe import Owner
 from orchestration.models import NodeSession
@@ -58,7 +59,7 @@ class SessionWorker:
         """Ask every session this supervisor runs to stop, saying why."""
         self.accepting = False
         for session_id in list(self._children):
-            session = selectors.session_get(session_id=session_id)
+            session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
             if session is not None and session.is_live:
                 services.session_request_stop(session=session, reason=SHUTDOWN_REASON)
 
@@ -67,7 +68,7 @@ class SessionWorker:
         did = False
         for requested in selectors.sessions_to_claim(node_external_ids=self.scope.node_external_ids):
             if services.session_claim(session_id=requested.pk, supervisor_id=self.supervisor_id):
-                session = selectors.session_get(session_id=requested.pk)
+                session = selectors.session_get(session_id=requested.pk, projects=EVERY_PROJECT)
                 if session is not None:
                     self._spawn(session)
                 did = True
@@ -117,7 +118,7 @@ class SessionWorker:
         session_id = child.context.subject_id
         self._children.pop(session_id, None)
         self._superlink_stop_deadline.pop(session_id, None)
-        session = selectors.session_get(session_id=session_id)
+        session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
         if session is None:
             return
         stop_requested = session.stop_requested_at is not None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from accounts.permissions import EVERY_PROJECT
 from orchestration import selectors, services
 from orchestration.flower.telemetry import ArtifactRecord, ChannelReader, Record, channel_file, parse_record
 from orchestration.models import FederatedRun
@@ -40,8 +41,14 @@ class Telemetry:
 
     def finish(self, run_id: str) -> None:
         """Read what is left and stop following; called before the run's terminal status is written."""
-        if run_id in self._readers:
+        reader = self._readers.get(run_id)
+        if reader is not None:
             self._read(run_id, final=True)
+            # Its figures are in the database now; the file would only grow the data directory.
+            reader.path.unlink(missing_ok=True)
+        self._forget(run_id)
+
+    def _forget(self, run_id: str) -> None:
         self._readers.pop(run_id, None)
         self._held.pop(run_id, None)
         dropped = self._dropped.pop(run_id, 0)
@@ -66,12 +73,12 @@ class Telemetry:
         except OSError:
             logger.exception("could not read the telemetry of run %s", run_id)
             return False
-        if not new and not (final and self._held.get(run_id)):
+        if not new and not self._held.get(run_id):
             return False
         lines = self._held.pop(run_id, []) + new
-        run = selectors.run_get(run_id=run_id)
+        run = selectors.run_get(run_id=run_id, projects=EVERY_PROJECT)
         if run is None or run.status not in RUN_LIVE_STATUSES:
-            self._readers.pop(run_id, None)  # ended meanwhile: its figures are final
+            self._forget(run_id)  # ended meanwhile: its figures are final
             return True
         if not run.flower_run_id and not final:
             # A record is checked against Flower's run id, which `flwr run` prints first but
@@ -79,13 +86,13 @@ class Telemetry:
             self._held[run_id] = lines
             return True
         for raw in lines:
-            record = parse_record(raw)
-            if record is None or not _belongs_to(record, run):
-                self._dropped[run_id] = self._dropped.get(run_id, 0) + 1
-                continue
-            try:
+            try:  # one bad record must not stop the supervisor, nor keep a run from ending
+                record = parse_record(raw)
+                if record is None or not _belongs_to(record, run):
+                    self._dropped[run_id] = self._dropped.get(run_id, 0) + 1
+                    continue
                 _record(record, run)
-            except Exception:  # one bad record must not stop the supervisor
+            except Exception:
                 logger.exception("could not record a telemetry record of run %s", run_id)
         return True
 
