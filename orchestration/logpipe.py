@@ -2,6 +2,10 @@
 anything else sees them. Sequence numbers are gap-free per session or run; this writer is
 the only one assigning them for the owners its supervisor claimed.
 
+When the database does not answer, lines are journalled (orchestration/journal.py) with their
+numbers and back-filled, in order, once it does (retried with backoff): none is dropped, and
+barriers (an exit handed over behind a child's last line, a log closed) wait for the back-fill.
+
 Django-free: the database comes in as callables (the supervisor passes
 `services.log_lines_append` and `selectors.log_last_seq`), so this module is a leaf.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import tempfile
 import threading
 import time
 from collections import deque
@@ -19,13 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from orchestration.private_files import open_private_append
+from orchestration.journal import Entry, Journal, journal_name, parse_journal_name
+from orchestration.private_files import open_private_append, private_dirs
 
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
 BATCH_WAIT = 0.05
-APPEND_ATTEMPTS = 5
+RETRY_FIRST = 0.05  # after a failed append, the first wait before the journal is back-filled
+RETRY_MAX = 5.0  # the wait doubles up to this
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,16 @@ def _ids(owner: Owner) -> dict[str, Any]:
 
 
 class _Sink:
-    def __init__(self, owner: Owner, path: Path | None, *, first_seq: int, recent_lines: int) -> None:
+    def __init__(
+        self, owner: Owner, path: Path | None, *, saved: int, journal: Journal | None, recent_lines: int
+    ) -> None:
         self.owner = owner
         self.file: TextIO | None = None
         if path is not None:
             self.file = open_private_append(path)  # held open for the child's life
-        self.seq = first_seq
+        self.saved = saved  # the last number in the database
+        self.journal = journal  # lines not in the database yet, if any
+        self.seq = max(saved, journal.last_seq if journal else 0)  # the last number given
         self.recent: deque[str] = deque(maxlen=recent_lines)
 
     def close(self) -> None:
@@ -118,8 +129,16 @@ class LogWriter(threading.Thread):
         on_saved: LineHook | None = None,
         before_batch: Callable[[], None] = _nothing,
         release: Callable[[], None] = _nothing,
+        journal_dir: Path | None = None,
     ) -> None:
         super().__init__(name="log-writer", daemon=True)
+        # Where lines wait for the database (the supervisor passes `$FEDML_DATA_DIR/journal`).
+        self.journal_dir = journal_dir or Path(tempfile.mkdtemp(prefix="fedml-journal-"))
+        private_dirs(self.journal_dir)
+        # This thread's alone: outage backoff, and barriers waiting for the back-fill.
+        self._retry_at: float | None = None  # set while the database does not answer
+        self._retry_wait = RETRY_FIRST
+        self._deferred: deque[Marker] = deque()
         self.queue: queue.SimpleQueue[Line | Marker | None] = queue.SimpleQueue()
         # Opened from the supervisor's threads, used by this one: guarded by `_lock`. A sink's
         # seq and file are this thread's alone; its recent lines are read under the lock.
@@ -132,18 +151,39 @@ class LogWriter(threading.Thread):
         self._before_batch = before_batch
         self._release = release
         self.lines_written = 0  # this thread's counter; read by tests and benchmarks
+        self.lines_journalled = 0  # of those, how many waited for the database
 
     # -- called from other threads
-    def open(self, owner: Owner, path: Path | None) -> None:
-        """Start taking `owner`'s lines (and appending them to `path`); a no-op if already open."""
+    def open(self, owner: Owner, path: Path | None) -> bool:
+        """Start taking `owner`'s lines (and appending them to `path`); False if it was open already."""
         with self._lock:
             if owner.key in self._sinks:
-                return
+                return False
         # Read outside the lock, so a slow query never holds up the writer; the first open wins.
-        first = self._last_seq(**_ids(owner))
+        saved = self._last_seq(**_ids(owner))
         with self._lock:
-            if owner.key not in self._sinks:
-                self._sinks[owner.key] = _Sink(owner, path, first_seq=first, recent_lines=self._recent_lines)
+            if owner.key in self._sinks:
+                return False
+            left = self.journal_dir / journal_name(owner.kind, owner.id)
+            journal = Journal.reopen(left) if left.exists() else None
+            self._sinks[owner.key] = _Sink(owner, path, saved=saved, journal=journal, recent_lines=self._recent_lines)
+            return True
+
+    def recover(self) -> list[Owner]:
+        """Back-fill the journals an earlier supervisor left (it stopped, or died, during an outage).
+
+        Call before `start`: the owners are opened (their numbering continues from the journal),
+        back-filled by the writer thread as soon as the database answers, then closed."""
+        owners = []
+        for path in sorted(self.journal_dir.glob("*.jsonl")):
+            parsed = parse_journal_name(path.name)
+            if parsed is None:
+                continue
+            owner = Owner(parsed[0], parsed[1])  # type: ignore[arg-type]
+            self.open(owner, None)
+            self.close_owner(owner)
+            owners.append(owner)
+        return owners
 
     def put(self, line: Line) -> None:
         self.queue.put(line)
@@ -177,7 +217,11 @@ class LogWriter(threading.Thread):
     def run(self) -> None:
         try:
             while True:
-                item = self.queue.get()
+                try:
+                    item = self.queue.get(timeout=self._until_retry())
+                except queue.Empty:
+                    self._backfill()
+                    continue
                 batch: list[Line] = []
                 stop = False
                 # A batch closes after BATCH_WAIT from its first line (bounded latency) or at
@@ -190,7 +234,9 @@ class LogWriter(threading.Thread):
                     if isinstance(item, Marker):
                         self._save(batch)
                         batch = []
-                        self._call(item.callback)
+                        self._backfill()
+                        self._deferred.append(item)
+                        self._run_barriers()
                     else:
                         batch.append(item)
                     if len(batch) >= BATCH_MAX:
@@ -199,16 +245,21 @@ class LogWriter(threading.Thread):
                     if batch and remaining <= 0:
                         break
                     try:
-                        item = self.queue.get(timeout=remaining if batch else None)
+                        item = self.queue.get(timeout=remaining if batch else self._until_retry())
                     except queue.Empty:
                         break
                 self._save(batch)
+                self._backfill()
                 if stop:
+                    if self._journalling():
+                        logger.warning("log writer stopped with lines journalled: the next supervisor back-fills them")
                     return
         finally:
             with self._lock:
                 for sink in self._sinks.values():
                     sink.close()
+                    if sink.journal is not None:
+                        sink.journal.close()  # kept on disk for the next supervisor
             self._release()
 
     def _call(self, callback: Callable[[], None]) -> None:
@@ -236,8 +287,20 @@ class LogWriter(threading.Thread):
             with self._lock:
                 sink.recent.extend(line.text for line in lines)
                 recent = "\n".join(sink.recent)
-            self._append_with_retry(sink.owner, first_seq=sink.seq + 1, lines=lines, recent=recent)
-            sink.seq += len(lines)
+            # Straight to the database unless it is known not to answer or this owner's earlier
+            # lines still wait in its journal (they go first).
+            saved = False
+            if sink.journal is None and self._retry_at is None:
+                try:
+                    self._append(**_ids(sink.owner), first_seq=sink.seq + 1, lines=lines, recent=recent)
+                    saved = True
+                except Exception:
+                    self._failed()
+            if saved:
+                sink.seq += len(lines)
+                sink.saved = sink.seq
+            else:
+                self._journal(sink, lines)
             self.lines_written += len(lines)
             self._call_on_saved(sink.owner, lines)
 
@@ -246,13 +309,81 @@ class LogWriter(threading.Thread):
         if hook is not None:
             self._call(lambda: hook(owner, lines))
 
-    def _append_with_retry(self, owner: Owner, *, first_seq: int, lines: list[Line], recent: str) -> None:
-        for attempt in range(APPEND_ATTEMPTS):
-            try:
-                self._append(**_ids(owner), first_seq=first_seq, lines=lines, recent=recent)
+    def _journal(self, sink: _Sink, lines: list[Line]) -> None:
+        if sink.journal is None:
+            sink.journal = Journal(self.journal_dir / journal_name(sink.owner.kind, sink.owner.id))
+        first = sink.seq + 1
+        sink.journal.write(
+            [
+                Entry(seq=first + i, stream=line.stream, source=line.source, ts=line.ts, text=line.text)
+                for i, line in enumerate(lines)
+            ]
+        )
+        sink.seq += len(lines)
+        self.lines_journalled += len(lines)
+
+    # -- outages: journals, backoff, back-fill (this thread)
+    def _failed(self) -> None:
+        if self._retry_at is None:
+            logger.warning("saving log lines failed: journalling them until the database answers", exc_info=True)
+            self._retry_wait = RETRY_FIRST
+        else:
+            self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
+        self._retry_at = time.monotonic() + self._retry_wait
+        self._release()
+
+    def _journalling(self) -> list[_Sink]:
+        with self._lock:
+            return [sink for sink in self._sinks.values() if sink.journal is not None]
+
+    def _until_retry(self) -> float | None:
+        """How long the thread may wait for a line before back-filling (None: no journal waits)."""
+        if not self._journalling() and self._retry_at is None:
+            return None
+        return max(0.0, (self._retry_at or 0.0) - time.monotonic())
+
+    def _backfill(self) -> None:
+        """Back-fill every journal into the database if a retry is due; then run waiting barriers."""
+        journalling = self._journalling()
+        if not journalling and self._retry_at is None:
+            self._run_barriers()
+            return
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
+            return
+        self._before_batch()
+        for sink in journalling:
+            if not self._backfill_one(sink):
+                self._failed()
                 return
-            except Exception:
-                if attempt == APPEND_ATTEMPTS - 1:
-                    raise
-                logger.exception("saving log lines failed; retrying")
-                self._release()
+        if self._retry_at is not None:
+            logger.warning("the database answers again: journalled log lines are back-filled")
+        self._retry_at = None
+        self._run_barriers()
+
+    def _backfill_one(self, sink: _Sink) -> bool:
+        journal = sink.journal
+        assert journal is not None
+        while True:
+            entries, offset = journal.peek(BATCH_MAX)
+            fresh = [entry for entry in entries if entry.seq > sink.saved]  # a restart may find some saved
+            if fresh:
+                lines = [Line(owner=sink.owner, stream=e.stream, source=e.source, ts=e.ts, text=e.text) for e in fresh]
+                with self._lock:
+                    recent = "\n".join(sink.recent)
+                try:
+                    self._append(**_ids(sink.owner), first_seq=fresh[0].seq, lines=lines, recent=recent)
+                except Exception:
+                    return False
+                sink.saved = fresh[-1].seq
+            journal.commit(offset)
+            if not entries:
+                break
+        journal.remove()
+        sink.journal = None
+        sink.seq = max(sink.seq, sink.saved)
+        return True
+
+    def _run_barriers(self) -> None:
+        """Barriers run in order, and only once no line queued before them waits in a journal."""
+        while self._deferred and not self._journalling() and self._retry_at is None:
+            self._call(self._deferred.popleft().callback)

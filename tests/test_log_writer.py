@@ -31,8 +31,13 @@ class MemoryLog:
     appended: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0
     released: int = 0
+    down: bool = False  # an outage of any length: every append fails until it is cleared
+    refused: int = 0
 
     def append(self, *, session_id: Any, run_id: Any, first_seq: int, lines: list[Line], recent: str) -> None:
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("the database is restarting")
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("the database went away")
