@@ -227,7 +227,10 @@ CREATE TABLE public.supervisor_heartbeats (
     pid integer NOT NULL,
     started_at timestamp with time zone NOT NULL,
     beat_at timestamp with time zone NOT NULL,
-    stopped_at timestamp with time zone
+    stopped_at timestamp with time zone,
+    database_outages integer NOT NULL,
+    last_database_outage_ended_at timestamp with time zone,
+    last_database_outage_started_at timestamp with time zone
 );
 
 --

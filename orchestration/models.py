@@ -228,6 +228,10 @@ class SupervisorHeartbeat(models.Model):
     started_at = models.DateTimeField()
     beat_at = models.DateTimeField(db_index=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # The database outages it rode out (it cannot beat during one; the first beat after says so).
+    database_outages = models.IntegerField(default=0)
+    last_database_outage_started_at = models.DateTimeField(null=True, blank=True)
+    last_database_outage_ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "supervisor_heartbeats"

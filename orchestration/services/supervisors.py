@@ -12,12 +12,25 @@ from orchestration.models import (
 )
 
 
-def supervisor_heartbeat(*, supervisor_id: Any, hostname: str, pid: int, started_at: datetime) -> None:
+def supervisor_heartbeat(
+    *,
+    supervisor_id: Any,
+    hostname: str,
+    pid: int,
+    started_at: datetime,
+    database_outages: int = 0,
+    last_outage: tuple[datetime, datetime | None] | None = None,
+) -> None:
     now = timezone.now()
-    updated = SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(beat_at=now)
+    outage = {
+        "database_outages": database_outages,
+        "last_database_outage_started_at": last_outage[0] if last_outage else None,
+        "last_database_outage_ended_at": last_outage[1] if last_outage else None,
+    }
+    updated = SupervisorHeartbeat.objects.filter(pk=supervisor_id).update(beat_at=now, **outage)
     if not updated:
         SupervisorHeartbeat.objects.create(
-            id=supervisor_id, hostname=hostname, pid=pid, started_at=started_at, beat_at=now
+            id=supervisor_id, hostname=hostname, pid=pid, started_at=started_at, beat_at=now, **outage
         )
 
 

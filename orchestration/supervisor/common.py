@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from orchestration import flower, procs
 from orchestration.logpipe import Owner
@@ -35,6 +37,21 @@ ENROLL_RETRY_SECONDS = 30.0  # before a failed revocation is tried again
 EOF_WAIT = 5.0  # after a child is reaped, how long its pipes may take to reach EOF
 CONTROL_TIMEOUT = 60.0  # a short `flwr` command still running after this is killed
 DETAIL_TAIL_LINES = 20  # last log lines quoted in a failed row's status_detail
+DB_RETRY_FIRST = 0.2  # after a pass met an unreachable database, the first wait before the next
+DB_RETRY_MAX = 5.0  # the wait doubles up to this
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """The database cannot be reached (refused, restarting, pool exhausted, SQLite locked): the
+    write is retried later, never given up. Integrity and programming errors are not outages."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def log_unless_outage(exc: BaseException, message: str, *args: Any) -> None:
+    """A handler's `except Exception`: an outage propagates (the pass is retried); the rest is logged."""
+    if is_database_outage(exc):
+        raise exc
+    logger.exception(message, *args)
 
 
 class Worker(Protocol):
@@ -85,7 +102,7 @@ T = TypeVar("T")
 
 
 class Inbox(Generic[T]):
-    """Hands results from other threads to one worker: `put` from any thread, `drain` on the loop's.
+    """Hands results from other threads to one worker: `put` from any thread, `process` on the loop's.
 
     A put wakes the loop, so a result waits for no poll interval.
     """
@@ -93,6 +110,19 @@ class Inbox(Generic[T]):
     def __init__(self, wake: threading.Event) -> None:
         self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
         self._wake = wake
+        self._held: deque[T] = deque()  # loop thread only: taken, not handled yet
+
+    def process(self, handle: Callable[[T], None]) -> bool:
+        """Hand each item to `handle`, in order. An item whose handling met a database outage
+        stays first in line, with every item behind it, and the outage propagates: the next
+        pass hands it over again (so `handle` must be safe to repeat up to its first write)."""
+        self._held.extend(self.drain())
+        did = False
+        while self._held:
+            handle(self._held[0])
+            self._held.popleft()
+            did = True
+        return did
 
     def put(self, item: T) -> None:
         self._queue.put(item)
@@ -107,7 +137,47 @@ class Inbox(Generic[T]):
                 return items
 
     def empty(self) -> bool:
-        return self._queue.empty()
+        return self._queue.empty() and not self._held
+
+
+class Owed:
+    """Writes owed to the database for something already done (a process spawned, a run claimed).
+
+    Kept in order and made first on every pass, so an outage between the deed and its row never
+    loses the row: the supervisor's first worker settles them (loop thread only).
+    """
+
+    def __init__(self) -> None:
+        self._calls: deque[tuple[str, Callable[[], object]]] = deque()
+        self._settling = False
+
+    def do(self, what: str, call: Callable[[], object]) -> None:
+        """Make the write now, or after those owed before it; an outage propagates once it is queued."""
+        self._calls.append((what, call))
+        if not self._settling:
+            self.settle()
+
+    def settle(self) -> bool:
+        did = False
+        self._settling = True
+        try:
+            while self._calls:
+                what, call = self._calls[0]
+                try:
+                    call()
+                except Exception as exc:
+                    log_unless_outage(exc, "could not %s", what)
+                self._calls.popleft()
+                did = True
+        finally:
+            self._settling = False
+        return did
+
+    def step(self) -> bool:
+        return self.settle()
+
+    def busy(self) -> bool:
+        return bool(self._calls)
 
 
 def superlink_listening(superlink: NodeSession | None) -> bool:

@@ -13,7 +13,7 @@ from orchestration import flower, selectors, services
 from orchestration.models import NodeEnrollment, NodeSession
 from orchestration.states import EnrollmentStatus, SessionStatus
 from orchestration.supervisor.children import ChildTable
-from orchestration.supervisor.common import ENROLL_RETRY_SECONDS, superlink_listening
+from orchestration.supervisor.common import ENROLL_RETRY_SECONDS, log_unless_outage, superlink_listening
 from orchestration.supervisor.scope import Scope
 
 logger = logging.getLogger(__name__)
@@ -73,20 +73,20 @@ class EnrollmentWorker:
     def _record_answers(self) -> bool:
         done = [(key, item) for key, item in self._in_flight.items() if item.output.done()]
         for key, item in done:
-            del self._in_flight[key]
             try:
                 self._record(key, item.status, item.output.result())
-            except Exception:
-                logger.exception("enrollment %s failed", key)
+            except Exception as exc:
+                log_unless_outage(exc, "enrollment %s failed", key)  # an outage keeps the answer for later
                 self._release(key)
+            del self._in_flight[key]
         return bool(done)
 
     def _release(self, enrollment_id: Any) -> None:
         """FedML's own failure: the work goes back to the queue, saying so."""
         try:
             services.enrollment_mark_failed(enrollment_id=enrollment_id, detail=FEDML_FAILED, keep_status=True)
-        except Exception:
-            logger.exception("could not release enrollment %s", enrollment_id)
+        except Exception as exc:
+            log_unless_outage(exc, "could not release enrollment %s", enrollment_id)
 
     def _record(self, enrollment_id: str, asked: str, out: list[str]) -> None:
         result = flower.parse_cli_json("\n".join(out))

@@ -16,7 +16,7 @@ from accounts.permissions import EVERY_PROJECT
 from orchestration import flower, selectors, services
 from orchestration.models import FederatedRun
 from orchestration.states import RUN_CLAIMED_STATUSES, RunStatus, SessionStatus
-from orchestration.supervisor.common import STATUS_POLL_INTERVAL, ExitReport, clear_current_run_id
+from orchestration.supervisor.common import STATUS_POLL_INTERVAL, ExitReport, clear_current_run_id, log_unless_outage
 from orchestration.supervisor.flower_control import FlowerControl
 from orchestration.supervisor.telemetry import Telemetry
 
@@ -60,8 +60,8 @@ class RunFinisher:
             outcome: Outcome | None | _Waiting
             try:
                 outcome = self._advance(item)
-            except Exception:
-                logger.exception("finishing run %s failed", item.run_id)
+            except Exception as exc:
+                log_unless_outage(exc, "finishing run %s failed", item.run_id)
                 outcome = (RunStatus.FAILED, "FedML failed while reading the run's outcome")
             if outcome is WAITING:
                 continue
@@ -123,6 +123,7 @@ class RunFinisher:
         return status, detail
 
     def _end(self, run_id: str, outcome: Outcome | None) -> None:
+        """An outage keeps the run finishing (the outcome is decided again on the next pass)."""
         # Cleared before the terminal status is written: whoever sees the run ended
         # also sees the app's pyproject back to no current run.
         clear_current_run_id(run_id)
@@ -131,14 +132,13 @@ class RunFinisher:
             # disk and are read before the row is final, after which none is accepted.
             try:
                 self.telemetry.finish(run_id)
-            except Exception:  # the run ends all the same
-                logger.exception("could not read the last telemetry of run %s", run_id)
+            except Exception as exc:  # the run ends all the same
+                log_unless_outage(exc, "could not read the last telemetry of run %s", run_id)
             if outcome is not None:
                 services.run_mark_ended(run_id=run_id, status=outcome[0], detail=outcome[1])
-        except Exception:
-            logger.exception("could not record the end of run %s", run_id)
-        finally:
-            self._finishing.pop(run_id, None)
+        except Exception as exc:
+            log_unless_outage(exc, "could not record the end of run %s", run_id)
+        self._finishing.pop(run_id, None)
 
 
 def flower_outcome(result: flower.FlowerRunStatus) -> Outcome:

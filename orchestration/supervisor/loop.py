@@ -14,11 +14,14 @@ Threads and who owns what:
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -27,7 +30,16 @@ from django.utils import timezone
 from orchestration import procs, selectors, services
 from orchestration.logpipe import Line, LogWriter, Owner
 from orchestration.supervisor.children import ChildTable
-from orchestration.supervisor.common import POLL_INTERVAL, SUPERLINK_STOP_WAIT_FOR_RUN, Child, Worker
+from orchestration.supervisor.common import (
+    POLL_INTERVAL,
+    SUPERLINK_STOP_WAIT_FOR_RUN,
+    Child,
+    ChildRole,
+    Owed,
+    Worker,
+    is_database_outage,
+)
+from orchestration.supervisor.database import DatabaseState
 from orchestration.supervisor.enrollments import EnrollmentWorker
 from orchestration.supervisor.finisher import RunFinisher
 from orchestration.supervisor.flower_control import FlowerControl
@@ -39,6 +51,8 @@ from orchestration.supervisor.runs import RunWorker
 from orchestration.supervisor.scope import Scope
 from orchestration.supervisor.sessions import SessionWorker
 from orchestration.supervisor.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
 
 KILL_WAIT = 5.0  # after the final SIGKILL, how long a shutdown waits for the exits to be recorded
 
@@ -65,14 +79,21 @@ class Supervisor:
             on_saved=self._on_lines_saved,
             before_batch=close_old_connections,
             release=_close_this_threads_connection,
+            journal_dir=Path(settings.DATA_DIR) / "journal",
         )
         self.subreaper = procs.set_child_subreaper()
+        self.owed = Owed()
+        self.database = DatabaseState()
         self.table = ChildTable(launcher=launcher, writer=self.writer)
         control = FlowerControl(table=self.table)
-        self.heartbeat = Heartbeat(supervisor_id=self.id, hostname=self.hostname, started_at=timezone.now())
+        self.heartbeat = Heartbeat(
+            supervisor_id=self.id, hostname=self.hostname, started_at=timezone.now(), database=self.database
+        )
         self.reaper = Reaper(table=self.table, subreaper=self.subreaper)
         self.telemetry = Telemetry()
-        self.sessions = SessionWorker(supervisor_id=self.id, scope=self.scope, table=self.table, wake=self._wake)
+        self.sessions = SessionWorker(
+            supervisor_id=self.id, scope=self.scope, table=self.table, owed=self.owed, wake=self._wake
+        )
         self.finisher = RunFinisher(control=control, telemetry=self.telemetry)
         self.runs = RunWorker(
             supervisor_id=self.id,
@@ -81,14 +102,18 @@ class Supervisor:
             control=control,
             finisher=self.finisher,
             telemetry=self.telemetry,
+            owed=self.owed,
             wake=self._wake,
         )
         self.enrollments = EnrollmentWorker(supervisor_id=self.id, scope=self.scope, table=self.table)
         self.reconciler = Reconciler(hostname=self.hostname, scope=self.scope, control=control, writer=self.writer)
-        # In this order each pass: exits are reaped before the workers that record them run.
+        # In this order each pass: exits are reaped before the workers that record them run, and
+        # writes owed from an earlier pass are made before any new one. The reaper needs no
+        # database: it runs on every pass, outage or not.
         self.workers: tuple[Worker, ...] = (
-            self.heartbeat,
             self.reaper,
+            self.heartbeat,
+            self.owed,
             self.telemetry,
             self.sessions,
             self.runs,
@@ -99,6 +124,9 @@ class Supervisor:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
+        left = self.writer.recover()
+        if left:
+            logger.warning("back-filling the journalled lines of %d logs an earlier supervisor left", len(left))
         self.writer.start()
         self.table.reader.start()
         self.heartbeat.beat()
@@ -114,11 +142,26 @@ class Supervisor:
             self.shutdown()
 
     def step(self) -> bool:
-        """One pass over every worker; returns whether any did work."""
-        close_old_connections()
-        did = False
-        for worker in self.workers:
-            did |= worker.step()
+        """One pass over every worker; returns whether any did work.
+
+        While the database is unreachable only the reaper runs between attempts (which back off
+        up to DB_RETRY_MAX); the children, their pipes and their lines (journalled by the log
+        writer) carry on, and a worker meeting the outage leaves its work for the next pass.
+        """
+        did = self.reaper.step()
+        if not self.database.due():
+            return did
+        try:
+            close_old_connections()
+            for worker in self.workers[1:]:
+                did |= worker.step()
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            self.database.unreachable(exc)
+            _close_this_threads_connection_quietly()
+            return did
+        self.database.reachable()
         return did
 
     def busy(self) -> bool:
@@ -137,20 +180,52 @@ class Supervisor:
         self.shutting_down = True
         if timeout is None:
             timeout = settings.STOP_TIMEOUT_SECONDS + SUPERLINK_STOP_WAIT_FOR_RUN + 10
-        close_old_connections()
-        self.runs.begin_shutdown()
-        self.sessions.begin_shutdown()
         self.enrollments.accepting = False
-        self._step_while_busy(timeout)
+        try:
+            close_old_connections()
+            self.runs.begin_shutdown()
+            self.sessions.begin_shutdown()
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            self.database.unreachable(exc)
+        if self.database.down:
+            # No row can say "stop": signal the processes ourselves, in the same order. Their
+            # rows stay as they are; the next supervisor's start-up reconcile closes them.
+            logger.error("shutting down while the database is unreachable: the next start reconciles the rows")
+            self._terminate_in_order(timeout)
+        else:
+            self._step_while_busy(timeout)
         for child in self.live_children():
             procs.signal_group(child.pid, signal.SIGKILL)
         self._step_while_busy(KILL_WAIT)
-        self.writer.flush()
-        services.supervisor_mark_stopped(supervisor_id=self.id)
+        self.writer.flush(timeout=KILL_WAIT)  # a journal still waiting stays on disk for the next start
+        try:
+            services.supervisor_mark_stopped(supervisor_id=self.id)
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
         self.table.reader.stop()
         self.writer.stop()
         self.writer.join(timeout=10)
         self.table.reader.join(timeout=5)
+
+    def _terminate_in_order(self, timeout: float) -> None:
+        """`flwr run`, then SuperNodes, then SuperLinks: each group SIGTERMed and waited for (bounded)."""
+        deadline = time.monotonic() + timeout
+        groups: tuple[Callable[[Child], bool], ...] = (
+            lambda c: c.context.role is ChildRole.RUN,
+            lambda c: c.context.role is ChildRole.SESSION and c.context.source != "superlink",
+            lambda c: True,
+        )
+        for in_group in groups:
+            members = [c for c in self.live_children() if in_group(c)]
+            for child in members:
+                if child.alive and child.term_sent_at is None:
+                    self.table.terminate(child)
+            while time.monotonic() < deadline and any(c.alive for c in members):
+                if not self.step():
+                    self._nap(0.05)
 
     def _step_while_busy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -170,3 +245,10 @@ class Supervisor:
 def _close_this_threads_connection() -> None:
     # Looked up at each call: `connection.close` bound once would be the constructing thread's.
     connection.close()
+
+
+def _close_this_threads_connection_quietly() -> None:
+    try:
+        connection.close()
+    except Exception:  # a broken connection may fail to close; it is dropped all the same
+        logger.debug("closing a broken connection failed", exc_info=True)

@@ -27,7 +27,9 @@ from orchestration.supervisor.common import (
     ChildRole,
     ExitReport,
     Inbox,
+    Owed,
     clear_current_run_id,
+    log_unless_outage,
     project_file_suffix,
     rotate_log,
     shares_app_config,
@@ -59,8 +61,10 @@ class RunWorker:
         control: FlowerControl,
         finisher: RunFinisher,
         telemetry: Telemetry,
+        owed: Owed,
         wake: threading.Event,
     ) -> None:
+        self.owed = owed
         self.supervisor_id = supervisor_id
         self.scope = scope
         self.table = table
@@ -146,8 +150,8 @@ class RunWorker:
                         run_id=run.pk, detail=f"waiting for the SuperLink at {address} to accept connections"
                     )
                 continue
-            self._awaiting_superlink.pop(run_id)
-            self._spawn(run)
+            self._spawn(run)  # an outage before `flwr run` exists leaves it waiting, tried again
+            self._awaiting_superlink.pop(run_id, None)
             did = True
         return did
 
@@ -178,32 +182,35 @@ class RunWorker:
             )
             return
         self._children[str(run.pk)] = child
-        services.run_mark_spawned(
-            run_id=run.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid)
+        self._awaiting_superlink.pop(str(run.pk), None)
+        identity = procs.process_identity(child.pid)
+        self.owed.do(
+            f"record run {run.pk} as spawned",
+            lambda: services.run_mark_spawned(run_id=run.pk, pid=child.pid, log_path=str(log_path), identity=identity),
         )
 
     # ---------------------------------------------------------------- Flower's run id, exit
     def _handle_events(self) -> bool:
-        events = self.events.drain()
-        for event in events:
-            if isinstance(event, FlowerAccepted):
-                try:
-                    services.run_set_flower_run_id(run_id=event.run_id, flower_run_id=event.flower_run_id)
-                except Exception:
-                    logger.exception("could not record Flower's run id for run %s", event.run_id)
-                continue
-            run_id = event.child.context.subject_id
-            self._announced.discard(run_id)  # every line of it is saved by now
-            self._children.pop(run_id, None)
-            self._stop_sent.pop(run_id, None)
+        return self.events.process(self._handle_event)
+
+    def _handle_event(self, event: FlowerAccepted | ExitReport) -> None:
+        if isinstance(event, FlowerAccepted):
             try:
-                services.run_record_process_exit(
-                    run_id=run_id, exit_code=event.child.exit_code, signal=event.child.exit_signal
-                )
-            except Exception:
-                logger.exception("could not record the exit of `flwr run` for run %s", run_id)
-            self.finisher.begin(run_id, event)
-        return bool(events)
+                services.run_set_flower_run_id(run_id=event.run_id, flower_run_id=event.flower_run_id)
+            except Exception as exc:
+                log_unless_outage(exc, "could not record Flower's run id for run %s", event.run_id)
+            return
+        run_id = event.child.context.subject_id
+        self._announced.discard(run_id)  # every line of it is saved by now
+        self._children.pop(run_id, None)
+        self._stop_sent.pop(run_id, None)
+        try:
+            services.run_record_process_exit(
+                run_id=run_id, exit_code=event.child.exit_code, signal=event.child.exit_signal
+            )
+        except Exception as exc:
+            log_unless_outage(exc, "could not record the exit of `flwr run` for run %s", run_id)
+        self.finisher.begin(run_id, event)
 
     # ---------------------------------------------------------------- stop
     def _handle_stop_requests(self) -> bool:

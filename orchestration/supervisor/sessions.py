@@ -24,6 +24,8 @@ from orchestration.supervisor.common import (
     ChildRole,
     ExitReport,
     Inbox,
+    Owed,
+    log_unless_outage,
     project_file_suffix,
     rotate_log,
 )
@@ -35,10 +37,13 @@ SHUTDOWN_REASON = "supervisor shut down"
 
 
 class SessionWorker:
-    def __init__(self, *, supervisor_id: Any, scope: Scope, table: ChildTable, wake: threading.Event) -> None:
+    def __init__(
+        self, *, supervisor_id: Any, scope: Scope, table: ChildTable, owed: Owed, wake: threading.Event
+    ) -> None:
         self.supervisor_id = supervisor_id
         self.scope = scope
         self.table = table
+        self.owed = owed
         self.exits: Inbox[ExitReport] = Inbox(wake)  # filled by the log writer's thread
         self.accepting = True  # no new claims once the supervisor shuts down
         # Loop thread only.
@@ -68,11 +73,15 @@ class SessionWorker:
         did = False
         for requested in selectors.sessions_to_claim(node_external_ids=self.scope.node_external_ids):
             if services.session_claim(session_id=requested.pk, supervisor_id=self.supervisor_id):
-                session = selectors.session_get(session_id=requested.pk, projects=EVERY_PROJECT)
-                if session is not None:
-                    self._spawn(session)
+                # Claimed: starting it is owed, even if the database goes away before it starts.
+                self.owed.do(f"start session {requested.pk}", lambda pk=requested.pk: self._spawn_claimed(pk))
                 did = True
         return did
+
+    def _spawn_claimed(self, session_id: Any) -> None:
+        session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
+        if session is not None:
+            self._spawn(session)
 
     def _spawn(self, session: NodeSession) -> None:
         owner = Owner("session", session.pk)
@@ -99,19 +108,23 @@ class SessionWorker:
             )
             return
         self._children[str(session.pk)] = child
-        services.session_mark_running(
-            session_id=session.pk, pid=child.pid, log_path=str(log_path), identity=procs.process_identity(child.pid)
+        identity = procs.process_identity(child.pid)
+        self.owed.do(
+            f"record session {session.pk} as running",
+            lambda: services.session_mark_running(
+                session_id=session.pk, pid=child.pid, log_path=str(log_path), identity=identity
+            ),
         )
 
     # ---------------------------------------------------------------- end
     def _record_exits(self) -> bool:
-        reports = self.exits.drain()
-        for report in reports:
+        def record(report: ExitReport) -> None:
             try:
                 self._record_exit(report)
-            except Exception:
-                logger.exception("could not record the end of session %s", report.child.context.subject_id)
-        return bool(reports)
+            except Exception as exc:
+                log_unless_outage(exc, "could not record the end of session %s", report.child.context.subject_id)
+
+        return self.exits.process(record)
 
     def _record_exit(self, report: ExitReport) -> None:
         child = report.child

@@ -19,7 +19,7 @@ from orchestration import selectors, services
 from orchestration.flower.telemetry import ArtifactRecord, ChannelReader, Record, channel_file, parse_record
 from orchestration.models import FederatedRun
 from orchestration.states import RUN_LIVE_STATUSES
-from orchestration.supervisor.common import telemetry_dir
+from orchestration.supervisor.common import log_unless_outage, telemetry_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ class Telemetry:
         if not new and not self._held.get(run_id):
             return False
         lines = self._held.pop(run_id, []) + new
+        # Read from the file once: until each record is in the database it is held here, so an
+        # outage (which propagates, the pass is retried) loses none.
+        self._held[run_id] = lines
         run = selectors.run_get(run_id=run_id, projects=EVERY_PROJECT)
         if run is None or run.status not in RUN_LIVE_STATUSES:
             self._forget(run_id)  # ended meanwhile: its figures are final
@@ -83,17 +86,19 @@ class Telemetry:
         if not run.flower_run_id and not final:
             # A record is checked against Flower's run id, which `flwr run` prints first but
             # the log writer may hand over a moment after the ServerApp's first record.
-            self._held[run_id] = lines
             return True
-        for raw in lines:
+        held = self._held[run_id]
+        while held:
             try:  # one bad record must not stop the supervisor, nor keep a run from ending
-                record = parse_record(raw)
+                record = parse_record(held[0])
                 if record is None or not _belongs_to(record, run):
                     self._dropped[run_id] = self._dropped.get(run_id, 0) + 1
-                    continue
-                _record(record, run)
-            except Exception:
-                logger.exception("could not record a telemetry record of run %s", run_id)
+                else:
+                    _record(record, run)
+            except Exception as exc:
+                log_unless_outage(exc, "could not record a telemetry record of run %s", run_id)
+            held.pop(0)
+        self._held.pop(run_id, None)
         return True
 
 
