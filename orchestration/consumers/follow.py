@@ -5,7 +5,9 @@ Protocol (docs/feeds.md): the server sends {"type": "hello"}, then batches
 {"type": "ack", "received": <items received so far>}. At most WINDOW items are in flight, so a
 slow client costs the server nothing but its cursor; one that stalls is told {"type": "behind"}
 and carries on from the database. Close codes: 4400 bad request, 4401 not signed in,
-4403 forbidden, 4404 not found.
+4403 forbidden, 4404 not found, 1011 the server could not go on (the database stayed unreachable
+past PUMP_RETRY_FOR): the last message before it is {"type": "error", "follow", "last_seq"}, and a
+client reconnecting with `after=<last_seq>` misses nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import InterfaceError, OperationalError
 
 from accounts.middleware import SUBPROTOCOL
 from accounts.services import audit_refusal_record
@@ -35,7 +39,13 @@ BATCH = 2_000  # items per message at most
 BEHIND_AFTER = 5.0  # seconds stalled on a full window before the client is told
 RUN_WINDOW_SLACK = timedelta(seconds=5)  # session lines around a run's start and end
 STATUS_CHECK_INTERVAL = 1.0
+PUMP_RETRY_FIRST = 0.2  # after a read failed because the database is unreachable
+PUMP_RETRY_MAX = 2.0
+PUMP_RETRY_FOR = 30.0  # unreachable this long without progress: close 1011, the client resumes
 CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4400, 4401, 4403, 4404
+CLOSE_INTERNAL = 1011
+
+logger = logging.getLogger(__name__)
 
 
 class BadRequest(Exception):
@@ -108,7 +118,7 @@ class FollowConsumer(AsyncWebsocketConsumer):
             )
         )
         for follow in self.follows:
-            self.tasks.append(asyncio.create_task(self.pump(follow)))
+            self.tasks.append(asyncio.create_task(self.pump_guarded(follow)))
 
     async def setup(self, user: Any, query: dict[str, list[str]]) -> int | None:
         raise NotImplementedError
@@ -141,6 +151,49 @@ class FollowConsumer(AsyncWebsocketConsumer):
         if isinstance(message, dict) and message.get("type") == "ack" and isinstance(message.get("received"), int):
             self.acked = max(self.acked, min(message["received"], self.sent))
             self._acked_event.set()
+
+    async def pump_guarded(self, follow: Follow) -> None:
+        """`pump`, never dying silently: a database that does not answer is retried (the cursor
+        keeps what was sent); past PUMP_RETRY_FOR, or on any other error, the client is told where
+        it stopped and the socket closes 1011, so it reconnects with `after=`."""
+        wait = PUMP_RETRY_FIRST
+        failing_since: float | None = None
+        while True:
+            cursor = follow.cursor
+            try:
+                await self.pump(follow)
+                return
+            except asyncio.CancelledError:
+                raise
+            except (OperationalError, InterfaceError):
+                now = time.monotonic()
+                if failing_since is None or follow.cursor != cursor:
+                    failing_since, wait = now, PUMP_RETRY_FIRST  # progress since the last failure
+                if now - failing_since < PUMP_RETRY_FOR:
+                    logger.warning("follow %s: the database did not answer; retrying", follow.name)
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, PUMP_RETRY_MAX)
+                    continue
+                detail = "the database is unavailable"
+            except Exception:
+                logger.exception("follow %s failed", follow.name)
+                detail = "the server failed"
+            await self._close_resumable(follow, detail)
+            return
+
+    async def _close_resumable(self, follow: Follow, detail: str) -> None:
+        with contextlib.suppress(Exception):  # the socket may be gone already
+            await self._send(
+                json.dumps(
+                    {
+                        "type": "error",
+                        "follow": follow.name,
+                        "last_seq": follow.cursor,
+                        "detail": f"{detail}: reconnect with after={follow.cursor}",
+                    }
+                )
+            )
+            await self.close(code=CLOSE_INTERNAL)
 
     async def pump(self, follow: Follow) -> None:
         interval = feeds.poll_interval()
