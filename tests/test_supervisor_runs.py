@@ -14,6 +14,7 @@ from django.conf import settings as django_settings
 
 from accounts import services as accounts_services
 from orchestration import flower, services
+from orchestration.logpipe import Owner
 from orchestration.models import FederatedRun, LogLine, NodeSession
 from tests.factories import NodeSessionFactory
 from tests.fake_launcher import FakeChildLauncher, ls_answer
@@ -283,3 +284,26 @@ def test_shutdown_ends_a_run_still_waiting_for_its_superlink_stopped(make_superv
     assert row.status == "stopped"
     assert row.status_detail == "supervisor shut down before `flwr run` was started"
     assert launcher.of("run") == []
+
+
+def test_a_stop_after_flwr_run_exited_writes_to_the_runs_file_and_closes_the_log_it_opened(
+    make_supervisor, superlink_port
+):
+    def ls(run: FederatedRun) -> list[str]:
+        stopped = FederatedRun.objects.get(pk=run.pk).stop_requested_at is not None
+        return ls_answer("finished:stopped" if stopped else "running")
+
+    # `flwr run` exits at once (its stream broke), while Flower still runs the run.
+    launcher = FakeChildLauncher(run=("1", "0", "--say", STARTED), stop=("0", "0", "--say", "stopping run 42"), ls=ls)
+    sup = make_supervisor(launcher)
+    run = request_run(superlink_row(superlink_port))
+    drive(sup, lambda: launcher.of("ls"), message="the finisher asking Flower")
+
+    services.run_request_stop(project=run.project)
+    done = drive(sup, run_ended(run), message="the run to stop")
+
+    assert done.status == "stopped"
+    file_lines = Path(done.log_path).read_text(encoding="utf-8").splitlines()
+    assert "stopping run 42" in file_lines  # not only in the database
+    assert "stopping run 42" in [line.text for line in run_log(run)]
+    assert sup.writer.recent(Owner("run", run.pk)) == []  # the log the stop opened is closed again

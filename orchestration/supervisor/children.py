@@ -38,14 +38,22 @@ class ChildTable:
         self.reader = procs.PipeReader(on_line=self._on_line)
         self._children: dict[int, Child] = {}
         self._lock = threading.Lock()
+        # Control commands that opened their run's log (it was closed): they close it when they end.
+        self._opened_log: set[int] = set()
 
     def spawn(self, command: Command, *, label: str, context: ChildContext, log_path: Path | None = None) -> Child:
         """Start `command` through the launcher; its lines go to `context.owner`'s log (and file)."""
-        if context.owner is not None:
-            self.writer.open(context.owner, log_path)
-        with self._lock:
-            child = self.launcher.start(command, label=label, context=context)
-            self._children[child.pid] = child
+        opened = context.owner is not None and self.writer.open(context.owner, log_path)
+        try:
+            with self._lock:
+                child = self.launcher.start(command, label=label, context=context)
+                self._children[child.pid] = child
+                if opened and context.role is ChildRole.CONTROL:
+                    self._opened_log.add(child.pid)
+        except BaseException:
+            if opened and context.owner is not None:
+                self.writer.close_owner(context.owner)
+            raise
         if context.owner is not None:
             self.system(context.owner, context.source, f"[fedml] started pid {child.pid}: {' '.join(child.argv)}")
         self.reader.add(child)
@@ -58,6 +66,7 @@ class ChildTable:
         label: str,
         subject_id: str,
         owner: Owner | None = None,
+        log_path: Path | None = None,
         timeout: float = CONTROL_TIMEOUT,
     ) -> Future[list[str]]:
         """Start a short command and return its output, once it exited, as a future.
@@ -77,7 +86,7 @@ class ChildTable:
             deadline=time.monotonic() + timeout,
         )
         try:
-            self.spawn(command, label=label, context=context)
+            self.spawn(command, label=label, context=context, log_path=log_path)
         except (OSError, ValueError) as exc:
             logger.exception("could not start %s", label)
             future.set_exception(exc)
@@ -137,5 +146,9 @@ class ChildTable:
             context.on_exit(ExitReport(child=child, last_lines=last, output=list(context.capture or [])))
 
         self.writer.barrier(hand_over)
-        if context.role is not ChildRole.CONTROL:  # a control command only borrows its run's log
+        with self._lock:
+            opened_log = child.pid in self._opened_log
+            self._opened_log.discard(child.pid)
+        # A control command only borrows its run's log, unless nobody else had it open.
+        if context.role is not ChildRole.CONTROL or opened_log:
             self.writer.close_owner(owner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
+from pathlib import Path
 
 from orchestration import flower
 from orchestration.logpipe import Owner
@@ -27,7 +28,9 @@ class FlowerControl:
 
     def stop(self, run: FederatedRun) -> Future[list[str]]:
         """Stop the run through Flower's own control path; the command's output goes to the run's log."""
-        return self._submit(run, RunControl.STOP, owner=Owner("run", run.pk))
+        # Into the run's file as well, when `flwr run` (which held it open) has exited already.
+        log_path = Path(run.log_path) if run.log_path else None
+        return self._submit(run, RunControl.STOP, owner=Owner("run", run.pk), log_path=log_path)
 
     def status(self, run: FederatedRun) -> Future[flower.FlowerRunStatus | None]:
         """The run's status as Flower reports it; None when Flower said nothing usable."""
@@ -43,7 +46,9 @@ class FlowerControl:
         self._submit(run, RunControl.LS, owner=None).add_done_callback(parse)
         return answer
 
-    def _submit(self, run: FederatedRun, action: RunControl, *, owner: Owner | None) -> Future[list[str]]:
+    def _submit(
+        self, run: FederatedRun, action: RunControl, *, owner: Owner | None, log_path: Path | None = None
+    ) -> Future[list[str]]:
         try:
             command = self.table.launcher.run_control_command(run, action)
         except (OSError, ValueError) as exc:
@@ -51,4 +56,6 @@ class FlowerControl:
             failed: Future[list[str]] = Future()
             failed.set_exception(exc)
             return failed
-        return self.table.submit(command, label=f"{action.value} {run.pk}", subject_id=str(run.pk), owner=owner)
+        return self.table.submit(
+            command, label=f"{action.value} {run.pk}", subject_id=str(run.pk), owner=owner, log_path=log_path
+        )

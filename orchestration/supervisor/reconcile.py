@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -99,7 +100,8 @@ class Reconciler:
         if run.flower_run_id and superlink_alive:
             # Reach Flower while its SuperLink is still up: stop the run, then read what it says.
             owner = Owner("run", run.pk)
-            self.writer.open(owner, None)
+            # Its lines go to the run's file too, where its earlier lines are.
+            self.writer.open(owner, Path(run.log_path) if run.log_path else None)
             _wait(self.control.stop(run))
             flower_result = _wait(self.control.status(run))
             self.writer.close_owner(owner)
