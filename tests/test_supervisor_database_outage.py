@@ -6,14 +6,21 @@ and back-fills the lines gap-free, with the outage on its heartbeat row."""
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
+from accounts import services as accounts_services
 from orchestration.models import LogLine, NodeSession, SupervisorHeartbeat
 from orchestration.supervisor import Supervisor
+from tests.factories import NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.outage_kit import unreachable_database
 from tests.supervisor_kit import MakeSupervisor, drive, request_fake, session_ended, started_supervisors, use_own_dirs
 
@@ -121,3 +128,32 @@ def test_a_supervisor_stopped_during_an_outage_stops_its_processes_and_the_next_
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     assert rows[-1].text == f"[fedml] pid {pid} died with signal SIGTERM"
     assert ended.status != "running"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reconcile_that_meets_an_outage_waits_for_the_database_and_then_settles_the_rows(make_supervisor, caplog):
+    sup = make_supervisor()
+    drive(sup, lambda: not sup.reconciler.busy(), message="the start-up reconcile to end")
+    dead = SupervisorHeartbeatFactory(
+        hostname=socket.gethostname(),
+        beat_at=timezone.now() - timedelta(minutes=5),
+        started_at=timezone.now() - timedelta(hours=1),
+    )
+    session = NodeSessionFactory(
+        node=accounts_services.coordinator_node_ensure(), kind="superlink", status="running", supervisor_id=dead.id
+    )
+    caplog.set_level(logging.WARNING, logger="orchestration.supervisor.reconcile")
+
+    with unreachable_database():
+        reconcile = threading.Thread(target=sup.reconciler._run)  # the pass a restart runs, met by an outage
+        reconcile.start()
+        deadline = time.monotonic() + 30
+        while not any("waits for the database" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the reconcile never met the outage"
+            time.sleep(0.02)
+    reconcile.join(timeout=60)
+
+    assert not reconcile.is_alive()
+    row = NodeSession.objects.get(pk=session.pk)
+    assert row.status == "lost"
+    assert "reconciliation failed" not in caplog.text

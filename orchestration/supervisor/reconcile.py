@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,14 @@ from orchestration.logpipe import LogWriter, Owner
 from orchestration.models import FederatedRun, NodeSession
 from orchestration.runtime_config import ProcessIdentity, superlink_config
 from orchestration.states import RunStatus
-from orchestration.supervisor.common import CONTROL_TIMEOUT, EOF_WAIT, clear_current_run_id
+from orchestration.supervisor.common import (
+    CONTROL_TIMEOUT,
+    DB_RETRY_FIRST,
+    DB_RETRY_MAX,
+    EOF_WAIT,
+    clear_current_run_id,
+    is_database_outage,
+)
 from orchestration.supervisor.finisher import flower_outcome
 from orchestration.supervisor.flower_control import FlowerControl
 from orchestration.supervisor.scope import Scope
@@ -64,10 +72,20 @@ class Reconciler:
         return self._thread is not None and not self._done.is_set()
 
     def _run(self) -> None:
+        wait = DB_RETRY_FIRST
         try:
-            self.reconcile()
-        except Exception:
-            logger.exception("reconciliation failed")
+            while True:
+                try:
+                    self.reconcile()  # safe to repeat: each pass asks again what is still orphaned
+                    return
+                except Exception as exc:
+                    if not is_database_outage(exc):
+                        logger.exception("reconciliation failed")
+                        return
+                    logger.warning("reconciliation waits for the database (%s)", exc)
+                    connection.close()
+                    time.sleep(wait)  # its own thread: the loop goes on meanwhile
+                    wait = min(wait * 2, DB_RETRY_MAX)
         finally:
             connection.close()
             self._done.set()
