@@ -228,7 +228,7 @@ CREATE TABLE public.supervisor_heartbeats (
     started_at timestamp with time zone NOT NULL,
     beat_at timestamp with time zone NOT NULL,
     stopped_at timestamp with time zone,
-    database_outages integer NOT NULL,
+    database_outages integer DEFAULT 0 NOT NULL,
     last_database_outage_ended_at timestamp with time zone,
     last_database_outage_started_at timestamp with time zone
 );

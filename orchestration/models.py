@@ -229,7 +229,7 @@ class SupervisorHeartbeat(models.Model):
     beat_at = models.DateTimeField(db_index=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     # The database outages it rode out (it cannot beat during one; the first beat after says so).
-    database_outages = models.IntegerField(default=0)
+    database_outages = models.IntegerField(default=0, db_default=0)  # raw SQL inserts too
     last_database_outage_started_at = models.DateTimeField(null=True, blank=True)
     last_database_outage_ended_at = models.DateTimeField(null=True, blank=True)
 

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="supervisorheartbeat",
             name="database_outages",
-            field=models.IntegerField(default=0),
+            field=models.IntegerField(default=0, db_default=0),
         ),
         migrations.AddField(
             model_name="supervisorheartbeat",
