@@ -108,6 +108,9 @@ class EventFeed:
 Feed = LogFeed | EventFeed
 
 
+DISCARD_TIMEOUT = 2.0
+
+
 class FeedCache:
     def __init__(self, feed: Feed) -> None:
         self.feed = feed
@@ -147,8 +150,10 @@ class FeedCache:
                             self.ring()
             except asyncio.CancelledError:
                 if channel is not None:
+                    # Bounded: a layer whose connection went with an earlier event loop may never
+                    # answer, and a cancelled listener must end (the group entry expires anyway).
                     with contextlib.suppress(Exception):
-                        await layer.group_discard(self.feed.group, channel)
+                        await asyncio.wait_for(layer.group_discard(self.feed.group, channel), DISCARD_TIMEOUT)
                 raise
             except Exception:  # a broken layer only costs latency: followers still poll
                 logger.warning("doorbell listener for %s failed; retrying", self.feed.key, exc_info=True)

@@ -151,4 +151,6 @@ def test_schema_and_its_browsable_ui_are_served_without_signing_in(client: objec
     ui = client.get("/api/schema/ui/")  # type: ignore[attr-defined]
     assert ui.status_code == 200 and "swagger-ui" in ui.content.decode()
     # Served locally: sites may have no internet. (A bare "cdn" can occur in the page's random CSRF token.)
-    assert not re.search(r"(src|href)=[\"'](https?:)?//", ui.content.decode()), "the UI loads an asset from another host"
+    assert not re.search(r"(src|href)=[\"'](https?:)?//", ui.content.decode()), (
+        "the UI loads an asset from another host"
+    )
