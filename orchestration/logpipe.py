@@ -192,13 +192,15 @@ class LogWriter(threading.Thread):
         self.queue.put(Marker(callback))
 
     def close_owner(self, owner: Owner) -> None:
-        def _close() -> None:
-            with self._lock:
-                sink = self._sinks.pop(owner.key, None)
-            if sink is not None:
-                sink.close()
+        self.barrier(lambda: self.close_now(owner))
 
-        self.barrier(_close)
+    def close_now(self, owner: Owner) -> None:
+        """Close `owner`'s log at once: only from a barrier's callback (the writer's thread), where
+        every line queued before is saved."""
+        with self._lock:
+            sink = self._sinks.pop(owner.key, None)
+        if sink is not None:
+            sink.close()
 
     def recent(self, owner: Owner) -> list[str]:
         with self._lock:

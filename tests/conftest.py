@@ -8,6 +8,7 @@ can share one running stack (the `stack` fixture) run after those that need thei
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.stack import SharedStack, Stack, running_stack, staff_token, wait_until
+from tests.stack import SharedStack, Stack, free_port, running_stack, staff_token, wait_until
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -221,3 +222,20 @@ def flower_missing(settings: Any, tmp_path: Path) -> None:
     settings.START_WAIT_SECONDS = 5.0
     settings.FLOWER_BIN_DIR = tmp_path / "no-flower-here"
     settings.FLOWER_BIN_DIR.mkdir()
+
+
+@pytest.fixture
+def make_supervisor(settings: Any, tmp_path: Path) -> Iterator[Any]:
+    """`make(launcher)`: supervisors writing under the test's tmp_path (a module may override it)."""
+    from tests.supervisor_kit import started_supervisors, use_own_dirs  # imports Django models
+
+    use_own_dirs(settings, tmp_path)
+    yield from started_supervisors()
+
+
+@pytest.fixture
+def superlink_port() -> Iterator[int]:
+    """A port where something accepts connections, as a SuperLink's would."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        yield port

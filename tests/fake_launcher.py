@@ -44,8 +44,9 @@ class FakeChildLauncher(FlowerLauncher):
         stop: Args = ("0", "0"),
         ls: Args = ("0", "0"),
         enrollment: Args = ("0", "0"),
+        log: Args = ("0", "0"),
     ) -> None:
-        self.args = {"run": run, "stop": stop, "ls": ls, "enrollment": enrollment}
+        self.args = {"run": run, "stop": stop, "ls": ls, "enrollment": enrollment, "log": log}
         self.started: list[tuple[str, str]] = []
 
     def session_command(self, session: NodeSession) -> Command:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import flower
+from orchestration.flower import StreamedLines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,3 +132,34 @@ def test_strip_ansi_removes_colour_codes_osc_sequences_and_carriage_returns():
 
     assert flower.strip_ansi(text) == "INFO : round 1 done"
     assert flower.strip_ansi("plain [brackets] stay") == "plain [brackets] stay"
+
+
+def _kept(lines: StreamedLines, texts: list[str]) -> list[str]:
+    return [t for t in texts if lines.keep("stdout", t)]
+
+
+def test_streamed_lines_keep_everything_flwr_run_prints_and_remember_the_runs_log_after_its_run_id() -> None:
+    first = StreamedLines()
+    texts = ["Loading project", "Successfully started run 42", "line 1", "line 2"]
+    assert _kept(first, texts) == texts
+    assert first.keep("stderr", "INFO : a Flower log line") is True
+    assert len(first.saved) == 2  # the run's log: what follows Flower's run id on stdout
+
+
+def test_a_replay_drops_only_the_lines_that_repeat_what_was_saved_in_order() -> None:
+    first = StreamedLines()
+    _kept(first, ["Successfully started run 42", "line 1", "line 2"])
+    replay = StreamedLines(saved=first.saved)
+    assert _kept(replay, ["line 1", "line 2", "line 3"]) == ["line 3"]
+    assert replay.skipped == 2
+    again = StreamedLines(saved=replay.saved)  # a second replay repeats all three
+    assert _kept(again, ["line 1", "line 2", "line 3", "line 4"]) == ["line 4"]
+
+
+def test_a_replay_that_prints_something_else_first_keeps_it_and_everything_after() -> None:
+    first = StreamedLines()
+    _kept(first, ["Successfully started run 42", "line 1", "line 2"])
+    replay = StreamedLines(saved=first.saved)
+    texts = ["Error: could not connect to the SuperLink", "line 1", "line 2"]
+    assert _kept(replay, texts) == texts  # never a line lost to a guess
+    assert replay.skipped == 0

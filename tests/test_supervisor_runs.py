@@ -6,7 +6,6 @@ only Flower's programs are fake."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,36 +17,18 @@ from orchestration.logpipe import Owner
 from orchestration.models import FederatedRun, LogLine, NodeSession
 from tests.factories import NodeSessionFactory
 from tests.fake_launcher import FakeChildLauncher, ls_answer
-from tests.stack import free_port
 from tests.supervisor_kit import (
-    MakeSupervisor,
     child_of,
     drive,
     request_run,
     run_ended,
     run_on_a_silent_superlink,
-    started_supervisors,
     superlink_row,
-    use_own_dirs,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STARTED = "Successfully started run 42"
-
-
-@pytest.fixture
-def make_supervisor(settings, tmp_path: Path) -> Iterator[MakeSupervisor]:
-    use_own_dirs(settings, tmp_path)
-    yield from started_supervisors()
-
-
-@pytest.fixture
-def superlink_port() -> Iterator[int]:
-    """A port where something accepts connections, as a SuperLink's would."""
-    port = free_port()
-    with socket.create_server(("127.0.0.1", port)):
-        yield port
 
 
 def run_log(run: FederatedRun) -> list[LogLine]:

@@ -6,8 +6,6 @@ Real processes, real rows; only Flower's programs are fake."""
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,10 @@ from orchestration.models import FederatedRun, LogLine, RoundMetric
 from orchestration.supervisor.common import telemetry_dir
 from tests.factories import FederatedRunFactory, NodeSessionFactory, ProjectFactory
 from tests.fake_launcher import FakeChildLauncher, ls_answer
-from tests.stack import free_port
 from tests.supervisor_kit import (
-    MakeSupervisor,
     drive,
     request_run,
     run_ended,
-    started_supervisors,
     superlink_row,
     use_own_dirs,
 )
@@ -34,19 +29,6 @@ from tests.supervisor_kit import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STARTED = "Successfully started run 42"
-
-
-@pytest.fixture
-def make_supervisor(settings, tmp_path: Path) -> Iterator[MakeSupervisor]:
-    use_own_dirs(settings, tmp_path)
-    yield from started_supervisors()
-
-
-@pytest.fixture
-def superlink_port() -> Iterator[int]:
-    port = free_port()
-    with socket.create_server(("127.0.0.1", port)):
-        yield port
 
 
 def channel_of(run: FederatedRun) -> Path:

@@ -130,6 +130,11 @@ def stop_argv(*, bin_dir: Path | None = None, flower_run_id: str, connection: st
     return [bin_path("flwr", bin_dir), "stop", flower_run_id, connection]
 
 
+def log_argv(*, bin_dir: Path | None = None, flower_run_id: str, connection: str) -> list[str]:
+    """`flwr log --stream`: the run's log, replayed from its start, then followed until it ends."""
+    return [bin_path("flwr", bin_dir), "log", flower_run_id, connection, "--stream"]
+
+
 def ls_argv(*, bin_dir: Path | None = None, flower_run_id: str, connection: str) -> list[str]:
     return [bin_path("flwr", bin_dir), "ls", connection, "--run-id", flower_run_id, "--format", "json"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,44 @@ def parse_run_started(line: str) -> str | None:
         if data.get("success") and data.get("run-id") is not None:
             return str(data["run-id"])
     return None
+
+
+class StreamedLines:
+    """The lines of a run's log Flower streamed on stdout, and a replay's repeats of them dropped.
+
+    `flwr run --stream` prints its own lines, then "Successfully started run N", then the run's
+    log (`print`, stdout; Flower's own log lines go to stderr). `flwr log --stream` prints only
+    the log, from its start. A replay's line is dropped while it is the next line of what was
+    saved already (compared by content, so an error printed instead of the replay is kept);
+    from the first line that differs, everything is kept.
+    Used by the pipe reader's thread only; read by the loop once that child's pipes are closed.
+    Only decides which lines are logged: never a status, a metric or a run id.
+    """
+
+    def __init__(self, *, saved: array[int] | None = None) -> None:
+        self.replay = saved is not None
+        self.started = self.replay
+        # Hashes of the run's log lines saved so far, in order: 8 bytes a line.
+        self.saved: array[int] = array("q", saved if saved is not None else ())
+        self._matched = 0  # how many of them the replay repeated so far
+        self._diverged = False
+        self.skipped = 0  # lines of a replay dropped as repeats
+
+    def keep(self, stream: str, text: str) -> bool:
+        if stream != "stdout":
+            return True
+        if not self.started:
+            self.started = parse_run_started(text) is not None
+            return True
+        digest = hash(text)
+        if not self._diverged and self._matched < len(self.saved) and self.saved[self._matched] == digest:
+            self._matched += 1
+            self.skipped += 1
+            return False
+        self._diverged = self.replay  # from here on, nothing of a replay is dropped
+        self.saved.append(digest)
+        self._matched = len(self.saved)
+        return True
 
 
 @dataclass(frozen=True)

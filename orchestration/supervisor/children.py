@@ -123,6 +123,8 @@ class ChildTable:
     def _on_line(self, child: Child, stream: str, ts: datetime, text: str) -> None:
         # The pipe reader's thread: the context is frozen; `capture` is this thread's until EOF.
         context = child.context
+        if context.streamed is not None and not context.streamed.keep(stream, text):
+            return  # a replayed line that is saved already
         if context.capture is not None:
             context.capture.append(text)
         if context.owner is not None:
@@ -141,14 +143,16 @@ class ChildTable:
             return
         self.system(owner, context.source, f"[fedml] pid {child.pid} {child.describe_exit()}")
 
-        def hand_over() -> None:
-            last = self.writer.recent(owner)[-recent_lines:]
-            context.on_exit(ExitReport(child=child, last_lines=last, output=list(context.capture or [])))
-
-        self.writer.barrier(hand_over)
         with self._lock:
             opened_log = child.pid in self._opened_log
             self._opened_log.discard(child.pid)
         # A control command only borrows its run's log, unless nobody else had it open.
-        if context.role is not ChildRole.CONTROL or opened_log:
-            self.writer.close_owner(owner)
+        closes = context.role is not ChildRole.CONTROL or opened_log
+
+        def hand_over() -> None:
+            last = self.writer.recent(owner)[-recent_lines:]
+            if closes:  # before the hand-over: whoever gets the exit may open the log again
+                self.writer.close_now(owner)
+            context.on_exit(ExitReport(child=child, last_lines=last, output=list(context.capture or [])))
+
+        self.writer.barrier(hand_over)

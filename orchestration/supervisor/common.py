@@ -94,6 +94,8 @@ class ChildContext:
     # Control commands' output: appended by the pipe reader, read once its pipes reached EOF.
     capture: list[str] | None = None
     deadline: float | None = None  # monotonic time after which it is killed (control commands)
+    # Which of its lines are logged, and how many of the run's log it streamed (`flwr run`/`flwr log`).
+    streamed: flower.StreamedLines | None = None
 
 
 Child = procs.Child[ChildContext]

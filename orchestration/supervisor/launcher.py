@@ -29,6 +29,7 @@ DEFAULT_CONNECTION = "production"
 class RunControl(enum.Enum):
     STOP = "stop"  # `flwr stop`: Flower stops the run, `flwr run --stream` then exits by itself
     LS = "ls"  # `flwr ls --format json`: the run's status as Flower knows it
+    LOG = "log"  # `flwr log --stream`: follows a run whose `flwr run` died
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ class FlowerLauncher:
         return Command(argv, self._run_home(run, "run"))
 
     def run_control_command(self, run: FederatedRun, action: RunControl) -> Command:
-        make = flower.stop_argv if action is RunControl.STOP else flower.ls_argv
+        make = {RunControl.STOP: flower.stop_argv, RunControl.LS: flower.ls_argv, RunControl.LOG: flower.log_argv}[
+            action
+        ]
         argv = make(
             bin_dir=settings.FLOWER_BIN_DIR,
             flower_run_id=run.flower_run_id,

@@ -37,6 +37,7 @@ from orchestration.supervisor.common import (
 )
 from orchestration.supervisor.finisher import RunFinisher
 from orchestration.supervisor.flower_control import FlowerControl
+from orchestration.supervisor.reattach import Reattacher
 from orchestration.supervisor.scope import Scope
 from orchestration.supervisor.telemetry import Telemetry
 
@@ -80,6 +81,7 @@ class RunWorker:
         self._awaiting_superlink: dict[str, float] = {}  # run id -> when it was claimed
         self._children: dict[str, Child] = {}  # run id -> its `flwr run`, until it exits
         self._stop_sent: dict[str, float] = {}  # run id -> when its stop was sent
+        self.reattacher = Reattacher(table=table, owed=owed, on_exit=self.events.put)
 
     def step(self) -> bool:
         did = self._handle_events()
@@ -164,7 +166,12 @@ class RunWorker:
                 flower.set_current_run_id(settings.FLOWER_APP_DIR, str(run.pk))
             rotate_log(log_path)
             context = ChildContext(
-                role=ChildRole.RUN, subject_id=str(run.pk), source="run", owner=owner, on_exit=self.events.put
+                role=ChildRole.RUN,
+                subject_id=str(run.pk),
+                source="run",
+                owner=owner,
+                on_exit=self.events.put,
+                streamed=flower.StreamedLines(),
             )
             self.telemetry.watch(run)  # before `flwr run` exists: a leftover file is cleared first
             child = self.table.spawn(command, label=f"run {run.pk}", context=context, log_path=log_path)
@@ -201,9 +208,14 @@ class RunWorker:
                 log_unless_outage(exc, "could not record Flower's run id for run %s", event.run_id)
             return
         run_id = event.child.context.subject_id
-        self._announced.discard(run_id)  # every line of it is saved by now
         self._children.pop(run_id, None)
+        following = self.reattacher.follow(run_id, event, stopping=run_id in self._stop_sent or not self.accepting)
+        if following is not None:
+            self._children[run_id] = following
+            return
+        self._announced.discard(run_id)  # every line of it is saved by now
         self._stop_sent.pop(run_id, None)
+        self.reattacher.forget(run_id)
         try:
             services.run_record_process_exit(
                 run_id=run_id, exit_code=event.child.exit_code, signal=event.child.exit_signal
