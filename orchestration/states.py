@@ -88,12 +88,19 @@ SESSION_TRANSITIONS: dict[str, Transition[SessionStatus]] = {
 }
 
 _R = RunStatus
+# How a running run's status detail starts while it waits for nodes (cleared when it no longer does).
+WAITING_FOR_NODES = "Waiting for nodes"
+
 RUN_TRANSITIONS: dict[str, Transition[RunStatus]] = {
     "claim": _t(_R.REQUESTED, _R.STARTING),
     "withdraw": _t(_R.REQUESTED, _R.STOPPED),
     "spawned": _t(_R.STARTING, _R.STARTING),  # `flwr run` has a pid; Flower's run id comes next
     "note": _t(_R.STARTING, _R.STARTING),  # why a claimed run is not spawned yet
     "accepted": _t(_R.STARTING, _R.RUNNING),  # Flower accepted the run (its run id is known)
+    "reattached": _t(_R.RUNNING, _R.RUNNING),
+    "waiting": _t(
+        _R.RUNNING, _R.RUNNING
+    ),  # what a running run waits for (nodes), or that it no longer does  # `flwr run` died; FedML follows the run with `flwr log`
     "stop": _t((_R.STARTING, _R.RUNNING), _R.STOPPING),
     "complete": _t(RUN_LIVE_STATUSES, _R.COMPLETED),
     "fail": _t(RUN_LIVE_STATUSES, _R.FAILED),

@@ -17,6 +17,7 @@ from orchestration.flower.telemetry import (
     ArtifactRecord,
     ChannelReader,
     MetricsRecord,
+    NodesRecord,
     channel_file,
     parse_record,
 )
@@ -190,3 +191,36 @@ def test_the_reader_does_not_follow_a_symlink(tmp_path):
 
     with pytest.raises(OSError):
         ChannelReader(tmp_path / "r.jsonl").read()
+
+
+def test_the_nodes_a_run_waits_for_travel_as_the_server_app_wrote_them(tmp_path):
+    telemetry = app_telemetry()
+    channel = telemetry.Channel.for_run("run-1", environ={"FEDML_TELEMETRY_DIR": str(tmp_path)})
+    channel.write(telemetry.nodes_record(fedml_run_id="run-1", flwr_run_id=12, connected=[22, 11], required=3))
+    channel.write(
+        telemetry.nodes_record(fedml_run_id="run-1", flwr_run_id=12, connected=[11], required=3, timed_out=True)
+    )
+
+    waiting, gave_up = [parse_record(line) for line in ChannelReader(channel_file(tmp_path, "run-1")).read()]
+    assert waiting == NodesRecord(
+        fedml_run_id="run-1", flwr_run_id="12", connected=("11", "22"), required=3, timed_out=False
+    )
+    assert waiting.waiting and gave_up.timed_out and gave_up.connected == ("11",)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"connected": "11"},
+        {"connected": [11]},  # Flower's node ids travel as strings of digits
+        {"connected": ["11; DROP"]},
+        {"required": "2"},
+        {"required": -1},
+        {"required": True},
+        {"timed_out": "yes"},
+    ],
+)
+def test_nodes_records_outside_the_contract_are_refused(changes):
+    record = {"v": 1, "kind": "nodes", "fedml_run_id": "r", "flwr_run_id": "12", "connected": ["11"], "required": 2}
+    assert parse_record(json.dumps(record).encode()) is not None  # the change alone is refused
+    assert parse_record(json.dumps({**record, **changes}).encode()) is None

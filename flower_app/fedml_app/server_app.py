@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from pathlib import Path
 
@@ -85,20 +85,68 @@ class FedMLFedAdagrad(TelemetryMixin, FedAdagrad):
     pass
 
 
+class NodesTimeout(RuntimeError):
+    """Fewer nodes than the run needs stayed connected for longer than `nodes-timeout`."""
+
+
 class FastPollGrid:
     """Delegating Grid wrapper whose ``send_and_receive`` polls every 0.5 s.
 
     Flower 1.42's HTTP Grid sleeps a fixed 3 s between ``pull_messages`` calls,
     which adds up to ~3 s of idle time to every train/evaluate phase. This
     wrapper uses only the public Grid API (``push_messages``/``pull_messages``).
+
+    It also watches the strategy wait for nodes (Flower polls ``get_node_ids`` every second,
+    for ever, until ``min-nodes`` are connected): FedML is told which are connected whenever
+    that changes, and the run fails after ``nodes_timeout`` seconds of waiting.
     """
 
-    def __init__(self, grid: Grid, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        poll_interval: float = 0.5,
+        *,
+        min_nodes: int = 0,
+        nodes_timeout: float = 0.0,
+        report: Callable[[list[int], bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._grid = grid
         self._poll_interval = poll_interval
+        self._min_nodes = min_nodes
+        self._nodes_timeout = nodes_timeout
+        self._report = report
+        self._clock = clock
+        self._waiting_since: float | None = None
+        self._reported: list[int] | None = None
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._grid, name)
+
+    def get_node_ids(self) -> Iterable[int]:
+        nodes = sorted(self._grid.get_node_ids())
+        if len(nodes) >= self._min_nodes:
+            if self._waiting_since is not None:
+                self._waiting_since = None
+                self._tell(nodes, timed_out=False)  # the wait is over
+            return nodes
+        now = self._clock()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        waited = now - self._waiting_since
+        if self._nodes_timeout > 0 and waited >= self._nodes_timeout:
+            self._tell(nodes, timed_out=True)
+            raise NodesTimeout(
+                f"waited {waited:.0f} s for nodes: {len(nodes)} connected (minimum required: {self._min_nodes})"
+            )
+        if nodes != self._reported:
+            self._tell(nodes, timed_out=False)
+        return nodes
+
+    def _tell(self, nodes: list[int], *, timed_out: bool) -> None:
+        self._reported = nodes
+        if self._report is not None:
+            self._report(nodes, timed_out)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         msg_ids = set(self._grid.push_messages(messages))
@@ -177,8 +225,24 @@ def main(grid: Grid, context: Context) -> None:
         partitioning,
     )
 
+    min_nodes = int(rc.get("min-nodes", 2))
+
+    def report_nodes(connected: list[int], timed_out: bool) -> None:
+        channel.write(
+            telemetry.nodes_record(
+                fedml_run_id=fedml_run_id,
+                flwr_run_id=context.run_id,
+                connected=connected,
+                required=min_nodes,
+                timed_out=timed_out,
+            )
+        )
+
+    watched = FastPollGrid(
+        grid, min_nodes=min_nodes, nodes_timeout=float(rc.get("nodes-timeout", 600)), report=report_nodes
+    )
     result = strategy.start(
-        grid=FastPollGrid(grid),  # type: ignore[arg-type]
+        grid=watched,  # type: ignore[arg-type]
         initial_arrays=initial_arrays,
         num_rounds=num_rounds,
         timeout=float(rc.get("round-timeout", 600)),

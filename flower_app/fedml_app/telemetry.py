@@ -110,6 +110,22 @@ def artifact_record(*, fedml_run_id: str, flwr_run_id: int | None, path: str) ->
     }
 
 
+def nodes_record(
+    *, fedml_run_id: str, flwr_run_id: int | None, connected: list[int], required: int, timed_out: bool = False
+) -> dict[str, Any]:
+    """Which nodes the run has while it waits for `required` of them (sent when that changes)."""
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": "nodes",
+        "fedml_run_id": fedml_run_id,
+        "flwr_run_id": None if flwr_run_id is None else str(flwr_run_id),
+        "ts": round(time.time(), 3),
+        "connected": sorted(str(node) for node in connected),
+        "required": int(required),
+        "timed_out": bool(timed_out),
+    }
+
+
 class Channel:
     """Appends records to this run's telemetry file; a no-op when FedML did not start the SuperLink."""
 

@@ -43,7 +43,22 @@ class ArtifactRecord:
     path: str
 
 
-Record = MetricsRecord | ArtifactRecord
+@dataclass(frozen=True)
+class NodesRecord:
+    """The run waits for `required` nodes (or waited, once enough are connected again)."""
+
+    fedml_run_id: str
+    flwr_run_id: str | None
+    connected: tuple[str, ...]  # Flower's node ids
+    required: int
+    timed_out: bool
+
+    @property
+    def waiting(self) -> bool:
+        return len(self.connected) < self.required
+
+
+Record = MetricsRecord | ArtifactRecord | NodesRecord
 
 
 def channel_file(directory: Path, fedml_run_id: str) -> Path:
@@ -104,6 +119,8 @@ def parse_record(raw: bytes) -> Record | None:
         if not isinstance(path, str) or not path or len(path) > 4096 or "\x00" in path:
             return None
         return ArtifactRecord(fedml_run_id=data["fedml_run_id"], flwr_run_id=flwr_run_id, path=path)
+    if data.get("kind") == "nodes":
+        return _nodes_record(data, flwr_run_id)
     if data.get("kind") != "metrics" or data.get("phase") not in ("train", "evaluate"):
         return None
     round_, num_rounds = data.get("round"), data.get("num_rounds")
@@ -128,6 +145,23 @@ def parse_record(raw: bytes) -> Record | None:
         phase=data["phase"],
         aggregated=aggregated,
         per_node=per_node,
+    )
+
+
+def _nodes_record(data: dict[str, Any], flwr_run_id: str | None) -> NodesRecord | None:
+    connected, required, timed_out = data.get("connected"), data.get("required"), data.get("timed_out", False)
+    if not isinstance(connected, list) or len(connected) > MAX_NODES or not isinstance(timed_out, bool):
+        return None
+    if not all(_optional_id(node) not in (None, False) for node in connected):
+        return None
+    if not isinstance(required, int) or isinstance(required, bool) or not 0 <= required <= MAX_NODES:
+        return None
+    return NodesRecord(
+        fedml_run_id=data["fedml_run_id"],
+        flwr_run_id=flwr_run_id,
+        connected=tuple(connected),
+        required=required,
+        timed_out=timed_out,
     )
 
 

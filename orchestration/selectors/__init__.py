@@ -17,6 +17,7 @@ from orchestration.selectors.logs import (
 from orchestration.selectors.nodes import (
     enrollments_pending,
     node_get,
+    nodes_not_connected,
 )
 from orchestration.selectors.runs import (
     orphaned_runs,
@@ -58,6 +59,7 @@ __all__ = [
     "log_lines_after",
     "log_lines_before",
     "node_get",
+    "nodes_not_connected",
     "orphaned_runs",
     "orphaned_sessions",
     "project_events_before",

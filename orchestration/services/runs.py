@@ -23,7 +23,7 @@ from orchestration.services.common import invalid_input, supervisor_require_aliv
 from orchestration.services.events import event_emit, run_event_emit
 from orchestration.services.sessions import WITHDRAWN_DETAIL
 from orchestration.services.transitions import run_transition
-from orchestration.states import RUN_END_TRANSITION
+from orchestration.states import RUN_END_TRANSITION, WAITING_FOR_NODES
 
 # A letter or digit first: the name is an argv item, and "-x" would be read as a flag.
 FEDERATION_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -186,6 +186,30 @@ def run_mark_spawned(*, run_id: Any, pid: int, log_path: str, identity: dict[str
         config=config,
         status_detail="",
     )
+
+
+def run_mark_reattached(
+    *, run_id: Any, exit_code: int | None, signal: int | None, pid: int, identity: dict[str, Any], detail: str
+) -> bool:
+    """`flwr run` died while Flower runs the run: record how, and the `flwr log --stream` following it now."""
+    run = FederatedRun.objects.get(pk=run_id)
+    config = {**run.config, "process": identity}
+    return run_transition(
+        run_id=run_id,
+        name="reattached",
+        exit_code=exit_code,
+        signal=signal,
+        pid=pid,
+        config=config,
+        status_detail=detail[:500],
+    )
+
+
+def run_note_waiting(*, run_id: Any, detail: str) -> bool:
+    """Say what a running run waits for, or ("") that it no longer does: then the detail is
+    cleared only if it still says so. Its event tells every follower."""
+    where = {} if detail else {"status_detail__startswith": WAITING_FOR_NODES}
+    return run_transition(run_id=run_id, name="waiting", where=where, status_detail=detail[:500])
 
 
 def run_note(*, run_id: Any, detail: str) -> bool:

@@ -66,6 +66,9 @@ class RunFinisher:
             if outcome is WAITING:
                 continue
             assert not isinstance(outcome, _Waiting)
+            gap = self._log_gap(item)
+            if outcome is not None and gap:
+                outcome = (outcome[0], outcome[1] + gap)
             self._end(item.run_id, outcome)
             did = True
         return did
@@ -122,6 +125,18 @@ class RunFinisher:
             detail += f". Last lines:\n{last}"
         return status, detail
 
+    @staticmethod
+    def _log_gap(item: _Finishing) -> str:
+        """What FedML's log of the run may miss: the `flwr log` following it ended before the run."""
+        child = item.exit.child
+        streamed = child.context.streamed
+        if streamed is None or not streamed.replay or (child.exit_code == 0 and child.exit_signal is None):
+            return ""
+        return (
+            f" FedML's log of the run may be incomplete: the `flwr log` following it {child.describe_exit()}"
+            " before the run ended."
+        )
+
     def _end(self, run_id: str, outcome: Outcome | None) -> None:
         """An outage keeps the run finishing (the outcome is decided again on the next pass)."""
         # Cleared before the terminal status is written: whoever sees the run ended
@@ -130,10 +145,13 @@ class RunFinisher:
         try:
             # The ServerApp has exited: its last records (the final round, the model) are on
             # disk and are read before the row is final, after which none is accepted.
+            cause = None
             try:
-                self.telemetry.finish(run_id)
+                cause = self.telemetry.finish(run_id)
             except Exception as exc:  # the run ends all the same
                 log_unless_outage(exc, "could not read the last telemetry of run %s", run_id)
+            if outcome is not None and cause and outcome[0] == RunStatus.FAILED:
+                outcome = (outcome[0], f"{cause}. {outcome[1]}")  # the ServerApp said why it gave up
             if outcome is not None:
                 services.run_mark_ended(run_id=run_id, status=outcome[0], detail=outcome[1])
         except Exception as exc:

@@ -16,9 +16,16 @@ from django.conf import settings
 
 from accounts.permissions import EVERY_PROJECT
 from orchestration import selectors, services
-from orchestration.flower.telemetry import ArtifactRecord, ChannelReader, Record, channel_file, parse_record
+from orchestration.flower.telemetry import (
+    ArtifactRecord,
+    ChannelReader,
+    NodesRecord,
+    Record,
+    channel_file,
+    parse_record,
+)
 from orchestration.models import FederatedRun
-from orchestration.states import RUN_LIVE_STATUSES
+from orchestration.states import RUN_LIVE_STATUSES, WAITING_FOR_NODES
 from orchestration.supervisor.common import log_unless_outage, telemetry_dir
 
 logger = logging.getLogger(__name__)
@@ -29,6 +36,7 @@ class Telemetry:
         self._readers: dict[str, ChannelReader] = {}  # run id -> its channel; loop thread only
         self._dropped: dict[str, int] = {}
         self._held: dict[str, list[bytes]] = {}  # read before FedML knew Flower's run id
+        self._causes: dict[str, str] = {}  # run id -> why its ServerApp gave up (it fails next)
 
     def watch(self, run: FederatedRun) -> None:
         """Follow the run's channel from now on (called as its `flwr run` is spawned)."""
@@ -39,18 +47,22 @@ class Telemetry:
         path.unlink(missing_ok=True)
         self._readers[str(run.pk)] = ChannelReader(path)
 
-    def finish(self, run_id: str) -> None:
-        """Read what is left and stop following; called before the run's terminal status is written."""
+    def finish(self, run_id: str) -> str | None:
+        """Read what is left and stop following; called before the run's terminal status is written.
+        Returns why the ServerApp gave up, when it said so (the cause of a failure)."""
         reader = self._readers.get(run_id)
         if reader is not None:
             self._read(run_id, final=True)
             # Its figures are in the database now; the file would only grow the data directory.
             reader.path.unlink(missing_ok=True)
+        cause = self._causes.get(run_id)
         self._forget(run_id)
+        return cause
 
     def _forget(self, run_id: str) -> None:
         self._readers.pop(run_id, None)
         self._held.pop(run_id, None)
+        self._causes.pop(run_id, None)
         dropped = self._dropped.pop(run_id, 0)
         if dropped:
             logger.warning("run %s: %d telemetry records outside the contract were dropped", run_id, dropped)
@@ -94,7 +106,9 @@ class Telemetry:
                 if record is None or not _belongs_to(record, run):
                     self._dropped[run_id] = self._dropped.get(run_id, 0) + 1
                 else:
-                    _record(record, run)
+                    cause = _record(record, run)
+                    if cause:
+                        self._causes[run_id] = cause
             except Exception as exc:
                 log_unless_outage(exc, "could not record a telemetry record of run %s", run_id)
             held.pop(0)
@@ -107,12 +121,17 @@ def _belongs_to(record: Record, run: FederatedRun) -> bool:
     return record.fedml_run_id == str(run.pk) and bool(run.flower_run_id) and record.flwr_run_id == run.flower_run_id
 
 
-def _record(record: Record, run: FederatedRun) -> None:
+def _record(record: Record, run: FederatedRun) -> str | None:
+    """Record it; returns the cause of the run's coming failure when the record gives one."""
     if isinstance(record, ArtifactRecord):
         path = _artifact_within(record.path)
         if path is not None:
             services.run_record_artifact(run_id=run.pk, path=str(path))
-        return
+        return None
+    if isinstance(record, NodesRecord):
+        detail = _waiting_detail(record, run)
+        services.run_note_waiting(run_id=run.pk, detail=detail)
+        return detail if record.timed_out else None
     services.round_metric_record(
         run_id=run.pk,
         round=record.round,
@@ -121,6 +140,23 @@ def _record(record: Record, run: FederatedRun) -> None:
         per_node=record.per_node,
         num_rounds=record.num_rounds,
     )
+    return None
+
+
+def _waiting_detail(record: NodesRecord, run: FederatedRun) -> str:
+    """What the run waits for, naming the project's nodes that are not connected ("" once it no longer waits)."""
+    if not record.waiting and not record.timed_out:
+        return ""
+    missing = selectors.nodes_not_connected(run=run, connected=record.connected)
+    said = (
+        f"{WAITING_FOR_NODES}: {len(record.connected)} connected, {record.required} required"
+        if not record.timed_out
+        else f"Gave up waiting for nodes: {len(record.connected)} connected, {record.required} required"
+    )
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        said += f"; not connected: {shown}"
+    return said
 
 
 def _artifact_within(raw: str) -> Path | None:
