@@ -13,6 +13,12 @@ from typing import Any
 
 CONNECT_ANY = ("0.0.0.0", "", "::", "[::]")
 
+# A session's restart policy, as process managers have it: `on-failure` restarts a process that
+# exited by itself with an error (code != 0 or a signal), `always` one that exited at all; never
+# one that was asked to stop. Restarts back off (see orchestration/supervisor/restarts.py).
+RESTART_NEVER = "never"
+RESTART_POLICIES = (RESTART_NEVER, "on-failure", "always")
+
 
 def connect_host(host: str) -> str:
     """Where a local client connects to a listener bound to `host` (a wildcard means loopback)."""
@@ -53,6 +59,7 @@ class SuperlinkConfig:
     extra_args: list[str] = field(default_factory=list)
     database: str = ""
     process: ProcessIdentity | None = None
+    restart_policy: str = "never"  # RESTART_POLICIES: what the supervisor does when the process exits by itself
 
     @property
     def address(self) -> str:
@@ -74,6 +81,7 @@ class SuperlinkConfig:
             extra_args=list(data.get("extra_args") or []),
             database=data.get("database", ""),
             process=ProcessIdentity.from_json(data.get("process")),
+            restart_policy=str(data.get("restart_policy") or RESTART_NEVER),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +93,7 @@ class SuperlinkConfig:
             "certificates": asdict(self.certificates) if self.certificates else None,
             "extra_args": list(self.extra_args),
             "database": self.database,
+            "restart_policy": self.restart_policy,
             **({"process": self.process.to_json()} if self.process else {}),
         }
 
@@ -101,6 +110,7 @@ class SupernodeConfig:
     auth_private_key: str | None = None
     extra_args: list[str] = field(default_factory=list)
     process: ProcessIdentity | None = None
+    restart_policy: str = "never"  # RESTART_POLICIES: what the supervisor does when the process exits by itself
 
     @property
     def clientappio_api_address(self) -> str:
@@ -125,6 +135,7 @@ class SupernodeConfig:
             auth_private_key=data.get("auth_private_key"),
             extra_args=list(data.get("extra_args") or []),
             process=ProcessIdentity.from_json(data.get("process")),
+            restart_policy=str(data.get("restart_policy") or RESTART_NEVER),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +148,7 @@ class SupernodeConfig:
             "insecure": self.insecure,
             "root_certificates": self.root_certificates,
             "extra_args": list(self.extra_args),
+            "restart_policy": self.restart_policy,
             **({"process": self.process.to_json()} if self.process else {}),
         }
 

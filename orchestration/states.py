@@ -80,6 +80,8 @@ SESSION_TRANSITIONS: dict[str, Transition[SessionStatus]] = {
     "claim": _t(_S.REQUESTED, _S.STARTING),  # exactly one supervisor wins a request
     "withdraw": _t(_S.REQUESTED, _S.STOPPED),  # stopped before any supervisor claimed it
     "spawned": _t(_S.STARTING, _S.RUNNING),
+    # Exited by itself; its restart policy starts it again after a back-off (nobody asked it to stop).
+    "restart": _t((_S.STARTING, _S.RUNNING), _S.STARTING),
     "stop": _t((_S.STARTING, _S.RUNNING), _S.STOPPING),
     "end_stopped": _t(SESSION_LIVE_STATUSES, _S.STOPPED),  # ended because someone asked
     "end_exited": _t(SESSION_LIVE_STATUSES, _S.EXITED),  # code 0 by itself

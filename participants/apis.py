@@ -20,7 +20,7 @@ from core.throttling import ControlRateThrottle
 from orchestration import scoping, waits
 from orchestration import selectors as orchestration_selectors
 from orchestration.models import SessionStatus
-from orchestration.runtime_config import supernode_config
+from orchestration.runtime_config import RESTART_NEVER, RESTART_POLICIES, supernode_config
 from orchestration.serializers import iso, pid_text, public_path, session_output
 from participants import keys, selectors, services
 
@@ -110,6 +110,8 @@ class SupernodeStartApi(AuditedApiView):
         insecure = StrictBoolean(required=False, default=True)
         certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
         extra_args = ExtraArgs()
+        # What the supervisor does when the process exits by itself (restarts back off).
+        restart_policy = serializers.ChoiceField(choices=RESTART_POLICIES, required=False, default=RESTART_NEVER)
 
     @documented(
         ok={201: "started: status, pid, log_path, session_id"},

@@ -10,7 +10,7 @@ from django.db import transaction
 from core.errors import Conflict, InvalidInput
 from orchestration import flower, ports, selectors
 from orchestration.models import Node, NodeRole, NodeSession, SessionKind
-from orchestration.runtime_config import SupernodeConfig, superlink_config
+from orchestration.runtime_config import RESTART_NEVER, SupernodeConfig, superlink_config
 from orchestration.services import (
     bind_require_allowed,
     bind_require_free,
@@ -19,6 +19,7 @@ from orchestration.services import (
     port_choice_serialize,
     port_choose_free,
     port_policy_supernode,
+    restart_policy_require_valid,
     session_event_emit,
     session_request_stop,
     supervisor_require_alive,
@@ -54,10 +55,12 @@ def supernode_request_start(
     insecure: bool = True,
     certificates_path: str | None = None,
     extra_args: list[str] | None = None,
+    restart_policy: str = RESTART_NEVER,
 ) -> NodeSession:
     """Record the intent to start one SuperNode for a participant node."""
     if node.role != NodeRole.PARTICIPANT:
         raise InvalidInput("only a participant node runs SuperNodes", field="node")
+    restart_policy_require_valid(restart_policy=restart_policy)
     if not 0 <= partition_id < num_partitions:
         raise InvalidInput("partition_id must be between 0 and num_partitions - 1", field="partition_id")
     try:
@@ -122,6 +125,7 @@ def supernode_request_start(
         insecure=insecure,
         root_certificates=str(root_cert) if root_cert else None,
         extra_args=args,
+        restart_policy=restart_policy,
     ).to_json()
     session = NodeSession.objects.create(node=node, kind=SessionKind.SUPERNODE, runtime_config=runtime_config)
     session_event_emit(session_id=session.pk)

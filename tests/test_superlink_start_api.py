@@ -51,6 +51,8 @@ def _post(api_client: APIClient, body: object) -> tuple[int, dict]:
         ({"extra_args": ["--enable-supernode-auth"] * 33}, "extra_args"),
         ({"insecure": True, "certificates_path": "server"}, "certificates_path"),
         ({"insecure": False}, "certificates_path"),
+        ({"restart_policy": "on_failure"}, "restart_policy"),
+        ({"restart_policy": 1}, "restart_policy"),
     ],
 )
 def test_superlink_start_refuses_bad_input_naming_the_field_and_writes_nothing(

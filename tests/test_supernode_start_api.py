@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts import services as accounts_services
+from core.errors import InvalidInput
 from orchestration.models import NodeSession
 from tests.factories import NodeFactory, NodeSessionFactory, SupervisorHeartbeatFactory
 from tests.stack import free_port, free_ports
@@ -58,6 +59,9 @@ def _post(api_client: APIClient, body: object) -> tuple[int, dict]:
         ({"extra_args": ["--max-wait-time=$(id)"]}, "extra_args"),
         ({"insecure": True, "certificates_path": "ca"}, "certificates_path"),
         ({"insecure": False}, "certificates_path"),
+        ({"restart_policy": "sometimes"}, "restart_policy"),
+        ({"restart_policy": True}, "restart_policy"),
+        ({"restart_policy": ["always"]}, "restart_policy"),
     ],
 )
 def test_supernode_start_refuses_bad_input_naming_the_field_and_writes_nothing(
@@ -145,6 +149,20 @@ def test_supernode_request_start_records_host_port_and_node_config_for_the_super
     assert session.runtime_config["host"] == "127.0.0.1"
     assert session.runtime_config["port"] == 9494
     assert session.runtime_config["node_config"] == {"partition-id": 1, "num-partitions": 3}
+    assert session.runtime_config["restart_policy"] == "never"  # the default
+
+
+@pytest.mark.django_db
+def test_supernode_request_start_records_its_restart_policy_and_refuses_an_unknown_one(alive):
+    from participants.services import supernode_request_start
+
+    node = accounts_services.participant_node_ensure()
+    session = supernode_request_start(node=node, restart_policy="on-failure")
+    assert session.runtime_config["restart_policy"] == "on-failure"
+    with pytest.raises(InvalidInput) as refused:
+        supernode_request_start(node=node, restart_policy="sometimes")
+    assert refused.value.field == "restart_policy"
+    assert NodeSession.objects.count() == 1
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ from core.public_paths import public_text
 from core.throttling import ControlRateThrottle
 from orchestration import scoping, selectors, services, waits
 from orchestration.models import RunStatus, SessionStatus
-from orchestration.runtime_config import superlink_config
+from orchestration.runtime_config import RESTART_NEVER, RESTART_POLICIES, superlink_config
 from orchestration.serializers import iso, pid_text, public_path, run_info_output, run_output
 
 
@@ -111,6 +111,8 @@ class SuperlinkStartApi(AuditedApiView):
         certificates_path = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=500)
         listen_address = StrictChar(required=False, allow_null=True, allow_blank=True, max_length=300)
         extra_args = ExtraArgs()
+        # What the supervisor does when the process exits by itself (restarts back off).
+        restart_policy = serializers.ChoiceField(choices=RESTART_POLICIES, required=False, default=RESTART_NEVER)
 
     @documented(
         ok={201: "started: status, pid, log_path, session_id"},

@@ -10,6 +10,7 @@ from django.core.management.base import OutputWrapper
 from accounts.permissions import EVERY_PROJECT
 from orchestration import selectors
 from orchestration.models import RUN_LIVE_STATUSES, FederatedRun
+from orchestration.runtime_config import RESTART_NEVER, RESTART_POLICIES
 
 
 def add_extra_args(parser: Any) -> None:
@@ -19,6 +20,15 @@ def add_extra_args(parser: Any) -> None:
         action="append",
         default=[],
         help="A Flower flag to pass through (repeat; e.g. --extra-arg=--max-retries --extra-arg=3). Allowlisted.",
+    )
+
+
+def add_restart_policy(parser: Any) -> None:
+    parser.add_argument(
+        "--restart-policy",
+        default=RESTART_NEVER,
+        help=f"What the supervisor does when the process exits by itself: {', '.join(RESTART_POLICIES)} "
+        "(restarts back off from 1 s to 60 s).",
     )
 
 

@@ -10,6 +10,7 @@ through `transitions` (the tables are in `orchestration.states`). Projects and n
 from orchestration.services.common import (
     SUPERVISOR_HINT,
     invalid_input,
+    restart_policy_require_valid,
     supervisor_require_alive,
 )
 from orchestration.services.enrollments import (
@@ -72,6 +73,7 @@ from orchestration.services.sessions import (
     session_mark_ended,
     session_mark_failed_to_start,
     session_mark_lost,
+    session_mark_restarting,
     session_mark_running,
     session_mark_stopping,
     session_request_stop,
@@ -141,6 +143,7 @@ __all__ = [
     "session_mark_ended",
     "session_mark_failed_to_start",
     "session_mark_lost",
+    "session_mark_restarting",
     "session_mark_running",
     "session_mark_stopping",
     "session_request_stop",
@@ -150,5 +153,6 @@ __all__ = [
     "superlink_request_stop",
     "supervisor_heartbeat",
     "supervisor_mark_stopped",
+    "restart_policy_require_valid",
     "supervisor_require_alive",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.errors import InvalidInput, SupervisorUnavailable
 from orchestration import flower, selectors
+from orchestration.runtime_config import RESTART_POLICIES
 
 SUPERVISOR_HINT = (
     "No supervisor is running, so nothing can be started. Start one with `python manage.py runsupervisor`."
@@ -12,6 +13,12 @@ SUPERVISOR_HINT = (
 
 def invalid_input(exc: flower.FlowerArgError) -> InvalidInput:
     return InvalidInput(exc.message, field=exc.field)
+
+
+def restart_policy_require_valid(*, restart_policy: str) -> str:
+    if restart_policy not in RESTART_POLICIES:
+        raise InvalidInput(f"restart_policy must be one of {', '.join(RESTART_POLICIES)}", field="restart_policy")
+    return restart_policy
 
 
 def supervisor_require_alive() -> None:

@@ -17,8 +17,8 @@ from orchestration.models import (
     SessionKind,
     SessionStatus,
 )
-from orchestration.runtime_config import ServerCertificatePaths, SuperlinkConfig
-from orchestration.services.common import invalid_input, supervisor_require_alive
+from orchestration.runtime_config import RESTART_NEVER, ServerCertificatePaths, SuperlinkConfig
+from orchestration.services.common import invalid_input, restart_policy_require_valid, supervisor_require_alive
 from orchestration.services.events import event_emit, session_event_emit
 from orchestration.services.ports import (
     bind_require_allowed,
@@ -41,10 +41,12 @@ def superlink_request_start(
     certificates_path: str | None = None,
     listen_address: str | None = None,
     extra_args: list[str] | None = None,
+    restart_policy: str = RESTART_NEVER,
 ) -> NodeSession:
     """Record the intent to start the SuperLink; the supervisor spawns it."""
     if node.role != NodeRole.COORDINATOR:
         raise InvalidInput("only a coordinator node runs a SuperLink", field="node")
+    restart_policy_require_valid(restart_policy=restart_policy)
     default_project = node.project.slug == settings.PROJECT_SLUG
     try:
         host, port = flower.parse_host_port(listen_address or settings.SUPERLINK_ADDRESS, field="listen_address")
@@ -100,6 +102,7 @@ def superlink_request_start(
         ),
         extra_args=args,
         database=str(state_dir / "state.db"),
+        restart_policy=restart_policy,
     ).to_json()
     try:
         with transaction.atomic():
@@ -161,6 +164,19 @@ def session_mark_running(*, session_id: Any, pid: int, log_path: str, identity: 
         started_at=timezone.now(),
         log_path=log_path,
         runtime_config=config,
+    )
+
+
+def session_mark_restarting(*, session_id: Any, exit_code: int | None, signal: int | None, detail: str) -> bool:
+    """The process exited by itself and its restart policy starts it again; False if a stop came first."""
+    return session_transition(
+        session_id=session_id,
+        name="restart",
+        where={"stop_requested_at__isnull": True},
+        pid=None,
+        exit_code=exit_code,
+        signal=signal,
+        status_detail=detail,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -14,8 +15,8 @@ from accounts.permissions import EVERY_PROJECT
 from orchestration import procs, selectors, services
 from orchestration.logpipe import Owner
 from orchestration.models import NodeSession
-from orchestration.runtime_config import supernode_config
-from orchestration.states import SessionKind
+from orchestration.runtime_config import superlink_config, supernode_config
+from orchestration.states import SessionKind, SessionStatus
 from orchestration.supervisor.children import ChildTable
 from orchestration.supervisor.common import (
     SUPERLINK_STOP_WAIT_FOR_RUN,
@@ -29,6 +30,7 @@ from orchestration.supervisor.common import (
     project_file_suffix,
     rotate_log,
 )
+from orchestration.supervisor.restarts import GiveUp, Restart, Restarts
 from orchestration.supervisor.scope import Scope
 
 logger = logging.getLogger(__name__)
@@ -49,21 +51,26 @@ class SessionWorker:
         # Loop thread only.
         self._children: dict[str, Child] = {}  # session id -> its process, until the row says how it ended
         self._superlink_stop_deadline: dict[str, float] = {}  # SuperLinks waiting for their run to stop
+        self.restarts = Restarts()  # sessions whose restart policy starts them again after a back-off
 
     def step(self) -> bool:
         did = self._record_exits()
         if self.accepting:
             did |= self.claim_and_spawn()
+            for session_id in self.restarts.due():
+                # Owed: an outage delays the restart, it does not drop it.
+                self.owed.do(f"restart session {session_id}", lambda pk=session_id: self._respawn(pk))
+                did = True
         did |= self._handle_stop_requests()
         return did
 
     def busy(self) -> bool:
-        return bool(self._children)
+        return bool(self._children) or bool(self.restarts.waiting())
 
     def begin_shutdown(self) -> None:
-        """Ask every session this supervisor runs to stop, saying why."""
+        """Ask every session this supervisor runs (or would restart) to stop, saying why."""
         self.accepting = False
-        for session_id in list(self._children):
+        for session_id in [*self._children, *self.restarts.waiting()]:
             session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
             if session is not None and session.is_live:
                 services.session_request_stop(session=session, reason=SHUTDOWN_REASON)
@@ -81,6 +88,11 @@ class SessionWorker:
     def _spawn_claimed(self, session_id: Any) -> None:
         session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
         if session is not None:
+            self._spawn(session)
+
+    def _respawn(self, session_id: str) -> None:
+        session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
+        if session is not None and session.status == SessionStatus.STARTING and session.stop_requested_at is None:
             self._spawn(session)
 
     def _spawn(self, session: NodeSession) -> None:
@@ -135,10 +147,24 @@ class SessionWorker:
         if session is None:
             return
         stop_requested = session.stop_requested_at is not None
-        detail = session.status_detail
-        if not stop_requested and child.exit_code != 0:
-            last = "\n".join(report.last_lines)
-            detail = f"{child.describe_exit()}. Last lines:\n{last}"
+        # A stop's detail says why it was asked; otherwise what counts is how the process ended.
+        detail = session.status_detail if stop_requested else ""
+        last = "\n".join(report.last_lines)
+        gave_up = ""
+        if not stop_requested and session.is_live and self.accepting:
+            decision = self.restarts.decide(
+                session_id=session_id,
+                policy=_restart_policy(session),
+                exit_code=child.exit_code,
+                signal_sent=child.term_sent_at is not None or child.kill_sent_at is not None,
+                ran_for=time.monotonic() - child.started_mono,
+            )
+            if isinstance(decision, Restart) and self._mark_restarting(session, child, decision, last):
+                return
+            self.restarts.forget(session_id)
+            gave_up = f"; {decision.reason}" if isinstance(decision, GiveUp) else ""
+        if not stop_requested and (child.exit_code != 0 or gave_up):
+            detail = f"{child.describe_exit()}{gave_up}. Last lines:\n{last}"
         services.session_mark_ended(
             session_id=session_id,
             exit_code=child.exit_code,
@@ -146,6 +172,24 @@ class SessionWorker:
             stop_requested=stop_requested,
             detail=detail or child.describe_exit(),
         )
+
+    def _mark_restarting(self, session: NodeSession, child: Child, restart: Restart, last: str) -> bool:
+        policy = _restart_policy(session)
+        said = (
+            f"{child.describe_exit()}: restarting in {restart.delay:.0f} s (restart {restart.number}, policy {policy})"
+        )
+        if not services.session_mark_restarting(
+            session_id=session.pk,
+            exit_code=child.exit_code,
+            signal=child.exit_signal,
+            detail=f"{said}. Last lines:\n{last}",
+        ):
+            return False  # a stop came first
+        owner = Owner("session", session.pk)
+        self.table.writer.open(owner, Path(session.log_path) if session.log_path else None)
+        self.table.system(owner, child.context.source, f"[fedml] {said}")
+        self.table.writer.close_owner(owner)
+        return True
 
     # ---------------------------------------------------------------- stop
     def _handle_stop_requests(self) -> bool:
@@ -158,6 +202,7 @@ class SessionWorker:
 
     def _stop(self, session: NodeSession) -> bool:
         key = str(session.pk)
+        self.restarts.forget(key)  # a stop wins over a restart still waiting for its back-off
         if session.kind == SessionKind.SUPERLINK:
             # SIGTERM to a SuperLink with a run's log stream open takes about a minute:
             # stop the run first, then the SuperLink.
@@ -179,3 +224,9 @@ class SessionWorker:
             self.table.terminate(child)
         # else it exited already: its exit report, on its way, records how it ended.
         return True
+
+
+def _restart_policy(session: NodeSession) -> str:
+    if session.kind == SessionKind.SUPERLINK:
+        return superlink_config(session).restart_policy
+    return supernode_config(session).restart_policy

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts import services as accounts_services
 from accounts.management.base import call
 from orchestration import services, waits
-from orchestration.management.base import add_extra_args
+from orchestration.management.base import add_extra_args, add_restart_policy
 from orchestration.states import SessionStatus
 
 
@@ -19,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--certificates-path", default=None)
         parser.add_argument("--listen-address", default=None, help="host:port for Fleet, Control and Runtime APIs")
         add_extra_args(parser)
+        add_restart_policy(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         node = accounts_services.coordinator_node_ensure()
@@ -29,6 +30,7 @@ class Command(BaseCommand):
             certificates_path=options["certificates_path"],
             listen_address=options["listen_address"],
             extra_args=options["extra_args"],
+            restart_policy=options["restart_policy"],
         )
         session = call(waits.session_wait_spawned, session_id=session.id)
         if session.status != SessionStatus.RUNNING:

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts import services as accounts_services
 from accounts.management.base import call
 from orchestration import waits
-from orchestration.management.base import add_extra_args
+from orchestration.management.base import add_extra_args, add_restart_policy
 from orchestration.states import SessionStatus
 from participants import services
 
@@ -23,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--secure", action="store_true")
         parser.add_argument("--certificates-path", default=None)
         add_extra_args(parser)
+        add_restart_policy(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         node = accounts_services.participant_node_ensure()
@@ -36,6 +37,7 @@ class Command(BaseCommand):
             insecure=not options["secure"],
             certificates_path=options["certificates_path"],
             extra_args=options["extra_args"],
+            restart_policy=options["restart_policy"],
         )
         session = call(waits.session_wait_spawned, session_id=session.id)
         if session.status != SessionStatus.RUNNING:
