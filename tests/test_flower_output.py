@@ -150,16 +150,24 @@ def test_a_replay_drops_only_the_lines_that_repeat_what_was_saved_in_order() -> 
     first = StreamedLines()
     _kept(first, ["Successfully started run 42", "line 1", "line 2"])
     replay = StreamedLines(saved=first.saved)
-    assert _kept(replay, ["line 1", "line 2", "line 3"]) == ["line 3"]
+    using = "Using SuperLink: production (127.0.0.1:9093)"  # `flwr log`'s own first line
+    assert _kept(replay, [using, "line 1", "line 2", "line 3"]) == [using, "line 3"]
     assert replay.skipped == 2
     again = StreamedLines(saved=replay.saved)  # a second replay repeats all three
     assert _kept(again, ["line 1", "line 2", "line 3", "line 4"]) == ["line 4"]
 
 
-def test_a_replay_that_prints_something_else_first_keeps_it_and_everything_after() -> None:
+def test_a_replay_that_prints_an_error_instead_keeps_it() -> None:
     first = StreamedLines()
     _kept(first, ["Successfully started run 42", "line 1", "line 2"])
     replay = StreamedLines(saved=first.saved)
-    texts = ["Error: could not connect to the SuperLink", "line 1", "line 2"]
+    texts = ["Error: could not connect to the SuperLink"]
     assert _kept(replay, texts) == texts  # never a line lost to a guess
     assert replay.skipped == 0
+
+
+def test_once_a_replay_differs_from_what_was_saved_every_later_line_is_kept() -> None:
+    first = StreamedLines()
+    _kept(first, ["Successfully started run 42", "line 1", "line 2", "line 3"])
+    replay = StreamedLines(saved=first.saved)
+    assert _kept(replay, ["line 1", "line 2 (changed)", "line 3"]) == ["line 2 (changed)", "line 3"]

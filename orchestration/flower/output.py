@@ -46,9 +46,9 @@ class StreamedLines:
 
     `flwr run --stream` prints its own lines, then "Successfully started run N", then the run's
     log (`print`, stdout; Flower's own log lines go to stderr). `flwr log --stream` prints only
-    the log, from its start. A replay's line is dropped while it is the next line of what was
-    saved already (compared by content, so an error printed instead of the replay is kept);
-    from the first line that differs, everything is kept.
+    the log, from its start (after a line of its own). A replay's line is dropped while it is
+    the next line of what was saved already (compared by content, so an error printed instead
+    of the replay is kept); once the replay differs from what was saved, everything is kept.
     Used by the pipe reader's thread only; read by the loop once that child's pipes are closed.
     Only decides which lines are logged: never a status, a metric or a run id.
     """
@@ -73,7 +73,11 @@ class StreamedLines:
             self._matched += 1
             self.skipped += 1
             return False
-        self._diverged = self.replay  # from here on, nothing of a replay is dropped
+        if self.replay and self._matched == 0 and self.saved:
+            # Not the log yet (`flwr log` prints "Using SuperLink: ..." first, or an error
+            # instead): kept, and the replay may still begin.
+            return True
+        self._diverged = self.replay  # the replay differs from what was saved: nothing more is dropped
         self.saved.append(digest)
         self._matched = len(self.saved)
         return True
