@@ -27,7 +27,7 @@ from orchestration.models import NodeSession
 from tests.factories import UserFactory, participant_node_of
 from tests.stack import running_stack
 
-pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.federation, pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 
 BURST = 200
 LIMIT = 10  # per day: a burst never straddles two windows; each allowed start is a real SuperNode

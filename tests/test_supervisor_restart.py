@@ -11,7 +11,7 @@ from orchestration.models import FederatedRun, LogLine, NodeSession
 from orchestration.procs import identity_alive
 from tests.stack import Stack, wait_until
 
-pytestmark = [pytest.mark.federation, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.federation, pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 
 
 def test_supervisor_sigkill_mid_run_then_restart_leaves_no_orphans_and_truthful_rows(stack: Stack) -> None:

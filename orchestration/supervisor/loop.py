@@ -179,23 +179,38 @@ class Supervisor:
             return
         self.shutting_down = True
         if timeout is None:
-            timeout = settings.STOP_TIMEOUT_SECONDS + SUPERLINK_STOP_WAIT_FOR_RUN + 10
+            timeout = 3 * settings.STOP_TIMEOUT_SECONDS + SUPERLINK_STOP_WAIT_FOR_RUN + 15  # the steps below
         self.enrollments.accepting = False
-        try:
-            close_old_connections()
-            self.runs.begin_shutdown()
-            self.sessions.begin_shutdown()
-        except Exception as exc:
-            if not is_database_outage(exc):
-                raise
-            self.database.unreachable(exc)
-        if self.database.down:
-            # No row can say "stop": signal the processes ourselves, in the same order. Their
-            # rows stay as they are; the next supervisor's start-up reconcile closes them.
-            logger.error("shutting down while the database is unreachable: the next start reconciles the rows")
-            self._terminate_in_order(timeout)
-        else:
-            self._step_while_busy(timeout)
+        deadline = time.monotonic() + timeout
+        # Each step bounded; whatever is left when the time is up is killed below.
+        steps: tuple[tuple[Callable[[], None], Callable[[], bool], float], ...] = (
+            (
+                self.runs.begin_shutdown,
+                lambda: self.runs.busy() or self.finisher.busy(),
+                SUPERLINK_STOP_WAIT_FOR_RUN + settings.STOP_TIMEOUT_SECONDS,
+            ),
+            (
+                lambda: self.sessions.begin_shutdown(superlinks=False),
+                lambda: self.sessions.busy(superlinks=False),
+                settings.STOP_TIMEOUT_SECONDS + 5,
+            ),
+            (self.sessions.begin_shutdown, self.busy, timeout),
+        )
+        for begin, busy, budget in steps:
+            try:
+                close_old_connections()
+                begin()
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    raise
+                self.database.unreachable(exc)
+            if self.database.down:
+                # No row can say "stop": signal the processes ourselves, in the same order. Their
+                # rows stay as they are; the next supervisor's start-up reconcile closes them.
+                logger.error("shutting down while the database is unreachable: the next start reconciles the rows")
+                self._terminate_in_order(max(0.0, deadline - time.monotonic()))
+                break
+            self._step_while(busy, min(deadline, time.monotonic() + budget))
         for child in self.live_children():
             procs.signal_group(child.pid, signal.SIGKILL)
         self._step_while_busy(KILL_WAIT)
@@ -228,8 +243,10 @@ class Supervisor:
                     self._nap(0.05)
 
     def _step_while_busy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.busy():
+        self._step_while(self.busy, time.monotonic() + timeout)
+
+    def _step_while(self, busy: Callable[[], bool], deadline: float) -> None:
+        while time.monotonic() < deadline and busy():
             if not self.step():
                 self._nap(0.05)
 

@@ -64,13 +64,20 @@ class SessionWorker:
         did |= self._handle_stop_requests()
         return did
 
-    def busy(self) -> bool:
-        return bool(self._children) or bool(self.restarts.waiting())
+    def busy(self, *, superlinks: bool = True) -> bool:
+        """Whether a process runs (or waits for its restart); SuperNodes only if not `superlinks`."""
+        if self.restarts.waiting():
+            return True
+        return any(superlinks or c.context.source != "superlink" for c in self._children.values())
 
-    def begin_shutdown(self) -> None:
-        """Ask every session this supervisor runs (or would restart) to stop, saying why."""
+    def begin_shutdown(self, *, superlinks: bool = True) -> None:
+        """Ask every session this supervisor runs (or would restart) to stop, saying why; the
+        SuperNodes only if not `superlinks` (a shutdown stops them before their SuperLink)."""
         self.accepting = False
         for session_id in [*self._children, *self.restarts.waiting()]:
+            child = self._children.get(session_id)
+            if not superlinks and child is not None and child.context.source == "superlink":
+                continue
             session = selectors.session_get(session_id=session_id, projects=EVERY_PROJECT)
             if session is not None and session.is_live:
                 services.session_request_stop(session=session, reason=SHUTDOWN_REASON)
