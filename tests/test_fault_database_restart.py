@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from tests.stack import ROOT, Stack, free_port, start_stack, wait_until
 
@@ -118,6 +122,54 @@ def stack(server: Server, tmp_path: Path) -> Iterator[Stack]:
         s.close()
 
 
+class RunFollower(threading.Thread):
+    """A websocket client of the run's log, as the dashboard follows it: acknowledges, and on any
+    close but the end reconnects with `after=<last_seq>`. Keeps the run's own lines by seq."""
+
+    def __init__(self, stack: Stack, run_id: str) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.run_id = stack, run_id
+        self.lines: dict[int, str] = {}
+        self.closes: list[int | None] = []
+        self.errors: list[str] = []
+        self.ended = False
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.ended:
+                self._connect_once()
+        except BaseException as exc:  # reported by the test
+            self.failure = exc
+
+    def _connect_once(self) -> None:
+        after = max(self.lines, default=0)
+        url = self.stack.base_url.replace("http://", "ws://") + f"/ws/runs/{self.run_id}/logs/?after={after}"
+        protocols = [Subprotocol("fedml"), Subprotocol(f"bearer.{self.stack.token}")]
+        try:
+            with connect(url, subprotocols=protocols, additional_headers={"Origin": self.stack.base_url}) as ws:
+                received = 0
+                for raw in ws:
+                    message = json.loads(raw)
+                    if message["type"] == "lines":
+                        received += len(message["lines"])
+                        ws.send(json.dumps({"type": "ack", "received": received}))
+                        if message["follow"] == f"run:{self.run_id}":
+                            for line in message["lines"]:
+                                assert line["seq"] not in self.lines, f"line {line['seq']} twice"
+                                self.lines[line["seq"]] = line["text"]
+                    elif message["type"] == "error":
+                        self.errors.append(message.get("detail", ""))
+                    elif message["type"] == "eof" and message["follow"] == f"run:{self.run_id}":
+                        self.ended = True
+                        return
+        except ConnectionClosed as exc:
+            self.closes.append(exc.rcvd.code if exc.rcvd else None)
+        except OSError:
+            self.closes.append(None)  # Daphne refused while its database was away
+        time.sleep(0.5)  # a client's reconnect pacing
+
+
 def _stop_everything(stack: Stack) -> None:
     for path in ("/api/coordinator/runs/stop", "/api/participant/supernode/stop", "/api/coordinator/superlink/stop"):
         status, body = stack.post(path)
@@ -133,6 +185,9 @@ def test_a_database_restart_mid_run_costs_no_process_no_line_and_no_truthful_row
         message="round 1",
     )
     supervisor = stack.procs["supervisor"]
+    follower = RunFollower(stack, run_id)
+    follower.start()
+    wait_until(lambda: follower.lines, timeout=60, message="the websocket follower's first lines")
     journal_dir = stack.tmp / "var" / "journal"
 
     server.stop()
@@ -168,6 +223,15 @@ def test_a_database_restart_mid_run_costs_no_process_no_line_and_no_truthful_row
     ((outages,),) = query(server.url, "SELECT database_outages FROM supervisor_heartbeats WHERE stopped_at IS NULL")
     assert outages >= 1
 
+    follower.join(timeout=120)
+    assert follower.failure is None, follower.failure
+    assert follower.ended, (follower.closes, follower.errors)
+    run_rows = query(server.url, "SELECT seq, text FROM log_lines WHERE run_id = %s ORDER BY seq", [run_id])
+    # The websocket client ended with every line, once (paths on this host are shown redacted).
+    assert sorted(follower.lines) == [seq for seq, _ in run_rows]
+    redacted = (str(stack.tmp), str(ROOT))
+    assert all(follower.lines[q] == t or any(r in t for r in redacted) for q, t in run_rows)
+
     _stop_everything(stack)
     wait_until(lambda: not any(journal_dir.glob("*.jsonl")), timeout=60, message="every journal back-filled")
     owners = [("run_id", run_id, log_path)] + [
@@ -181,6 +245,11 @@ def test_a_database_restart_mid_run_costs_no_process_no_line_and_no_truthful_row
         counted += len(rows)
     print(
         json.dumps(
-            {"outage_seconds": round(outage, 1), "lines_in_files_and_database": counted, "database_outages": outages}
+            {
+                "outage_seconds": round(outage, 1),
+                "lines_in_files_and_database": counted,
+                "database_outages": outages,
+                "websocket_closes": follower.closes,
+            }
         )
     )
