@@ -155,9 +155,13 @@ class Owed:
 
     def do(self, what: str, call: Callable[[], object]) -> None:
         """Make the write now, or after those owed before it; an outage propagates once it is queued."""
-        self._calls.append((what, call))
+        self.queue(what, call)
         if not self._settling:
             self.settle()
+
+    def queue(self, what: str, call: Callable[[], object]) -> None:
+        """Owe it without making it yet (several queued together are all kept through an outage)."""
+        self._calls.append((what, call))
 
     def settle(self) -> bool:
         did = False

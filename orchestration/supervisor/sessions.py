@@ -57,10 +57,11 @@ class SessionWorker:
         did = self._record_exits()
         if self.accepting:
             did |= self.claim_and_spawn()
-            for session_id in self.restarts.due():
-                # Owed: an outage delays the restart, it does not drop it.
-                self.owed.do(f"restart session {session_id}", lambda pk=session_id: self._respawn(pk))
-                did = True
+            due = self.restarts.due()
+            for session_id in due:  # owed: an outage delays a restart, it drops none
+                self.owed.queue(f"restart session {session_id}", lambda pk=session_id: self._respawn(pk))
+            if due:
+                did |= self.owed.settle()
         did |= self._handle_stop_requests()
         return did
 
