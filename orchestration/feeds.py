@@ -156,6 +156,11 @@ class FeedCache:
                         await asyncio.wait_for(layer.group_discard(self.feed.group, channel), DISCARD_TIMEOUT)
                 raise
             except Exception:  # a broken layer only costs latency: followers still poll
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Asked to end, and the layer turned the cancellation into another error
+                    # (channels_redis can, with state left by another event loop): end all the same.
+                    raise asyncio.CancelledError from None
                 logger.warning("doorbell listener for %s failed; retrying", self.feed.key, exc_info=True)
                 await asyncio.sleep(1.0)
 
