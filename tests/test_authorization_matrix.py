@@ -13,7 +13,6 @@ the end probes the key cells against two projects made live on real Flower."""
 from __future__ import annotations
 
 import ast
-import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -30,6 +29,7 @@ from orchestration import routing, services
 from orchestration.models import FederatedRun, LogLine, NodeSession
 from tests.authz_kit import SECRETS, Snapshot, leaks, make_world, public_key, restore, snapshot
 from tests.authz_matrix_table import BROWSE, HTTP, IDENTITIES, JOINS, NOT_API, STANDING, WEBSOCKETS, fill
+from tests.event_loops import run_bounded
 from tests.factories import UserFactory, participant_node_of, person_of
 from tests.stack import Stack, wait_until
 
@@ -144,7 +144,7 @@ def test_every_socket_gives_every_identity_the_close_code_in_the_table(
         path = fill(template, world["ids"])
         for identity, want in zip(IDENTITIES, expected, strict=True):
             before = snapshot(settings.DATA_DIR)
-            code, hello = asyncio.run(_socket(path, world["tokens"].get(identity)))
+            code, hello = run_bounded(_socket(path, world["tokens"].get(identity)))
             if code != want:
                 wrong.append(f"{identity:14} {path}: expected {want}, got {code}")
             if hello is not None and json.loads(hello.get("text") or "{}").get("type") != "hello":
@@ -278,7 +278,7 @@ def test_the_key_cells_hold_against_two_projects_live_on_real_flower(stack: Stac
         path = fill(template, ids)
         for identity, want in zip(IDENTITIES, expected, strict=True):
             cells += 1
-            code, _ = asyncio.run(_socket(path, clients[identity].token or None))
+            code, _ = run_bounded(_socket(path, clients[identity].token or None))
             if code != want:
                 wrong.append(f"{identity:14} {path}: expected {want}, got {code}")
     print(f"\nauthorization matrix on real Flower: {cells} key cells")

@@ -4,7 +4,6 @@ logs, sockets or events."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
@@ -16,6 +15,7 @@ from fedml_site.asgi import application
 from orchestration import services
 from orchestration.models import FederatedRun, LogLine, NodeSession, ProjectEvent, RoundMetric
 from orchestration.runtime_config import superlink_config
+from tests.event_loops import run_bounded
 from tests.factories import UserFactory, person_of
 from tests.stack import Stack, wait_until
 from tests.ws import collect_lines
@@ -144,7 +144,7 @@ def test_two_projects_run_at_once_on_their_own_superlinks_and_see_nothing_of_eac
         _assert_no_telemetry([line["text"] for line in body["lines"]], "REST")
         last_seq = LogLine.objects.filter(run=run).order_by("-seq").values_list("seq", flat=True).first()
         assert last_seq == body["lines"][-1]["seq"]
-        lines = asyncio.run(_socket_lines(f"/ws/runs/{run.pk}/logs/", member.token, last_seq))
+        lines = run_bounded(_socket_lines(f"/ws/runs/{run.pk}/logs/", member.token, last_seq))
         _assert_no_telemetry([line["text"] for line in lines], "websocket")
         status, detail = member.get(f"/api/coordinator/runs/{run.pk}")
         assert status == 200 and detail["metrics"]["evaluate"], detail  # aggregated figures: shared
@@ -165,9 +165,9 @@ def test_two_projects_run_at_once_on_their_own_superlinks_and_see_nothing_of_eac
             assert client.get(f"/api/coordinator/runs/{foreign_run.pk}/logs")[0] == 404
             assert client.get(f"/api/coordinator/sessions/{foreign_link['session_id']}/logs")[0] == 404
             for path in (f"/ws/runs/{foreign_run.pk}/logs/", f"/ws/sessions/{foreign_link['session_id']}/logs/"):
-                assert asyncio.run(_socket_close_code(path, client.token)) in (4403, 4404), path
+                assert run_bounded(_socket_close_code(path, client.token)) in (4403, 4404), path
             foreign_project = foreign_run.project_id
-            assert asyncio.run(_socket_close_code(f"/ws/projects/{foreign_project}/events/", client.token)) in (
+            assert run_bounded(_socket_close_code(f"/ws/projects/{foreign_project}/events/", client.token)) in (
                 4403,
                 4404,
             )

@@ -5,7 +5,6 @@ an endpoint added without a row here fails the test."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from rest_framework.test import APIClient
 from accounts.services import project_create, project_join
 from fedml_site.asgi import application
 from orchestration.models import FederatedRun, NodeEnrollment, NodeSession
+from tests.event_loops import run_bounded
 from tests.factories import FederatedRunFactory, NodeSessionFactory, UserFactory, person_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -227,7 +227,7 @@ def test_no_socket_lets_project_a_follow_project_b(who: str) -> None:
     ]
     for path in paths:
         # Not found, as over REST: another project's socket does not say that its record exists.
-        assert asyncio.run(_close_code(path, a[who])) == 4404, (who, path)
+        assert run_bounded(_close_code(path, a[who])) == 4404, (who, path)
     # Its own project's follows are open to it (the check above is not just "everything refused").
     own = f"/ws/runs/{a['run'].pk}/logs/"
-    assert asyncio.run(_close_code(own, a[who])) is None
+    assert run_bounded(_close_code(own, a[who])) is None
