@@ -33,7 +33,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = "redis://127.0.0.1:6379/3"  # apart from the test suite's database 0
 PG_PORT_HEX = f"{5432:04X}"
 
 

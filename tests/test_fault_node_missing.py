@@ -44,6 +44,7 @@ def test_a_run_short_of_nodes_says_so_and_fails_after_its_nodes_timeout(stack: S
     assert run.status == "failed"
     assert run.status_detail.startswith("Gave up waiting for nodes: 1 connected, 2 required"), run.status_detail
     assert "finished:failed" in run.status_detail
+    assert run.status_detail.split("Last lines:\n", 1)[1].strip()  # the run's last lines, not an empty list
     print(f"\nnode missing: waiting shown, failed {ended_after:.1f} s later (nodes-timeout 10 s)")
     stack.quiesce()
     assert stack.children() == []
