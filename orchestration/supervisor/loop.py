@@ -214,6 +214,7 @@ class Supervisor:
         for child in self.live_children():
             procs.signal_group(child.pid, signal.SIGKILL)
         self._step_while_busy(KILL_WAIT)
+        self.reaper.sweep_orphans_until_none(time.monotonic() + KILL_WAIT)
         self.writer.flush(timeout=KILL_WAIT)  # a journal still waiting stays on disk for the next start
         try:
             services.supervisor_mark_stopped(supervisor_id=self.id)

@@ -68,6 +68,23 @@ class Reaper:
                     with contextlib.suppress(OSError):
                         os.kill(pid, sig)
 
+    def sweep_orphans_until_none(self, deadline: float) -> None:
+        """At shutdown: every Flower orphan goes at once, and so do those its death leaves to us
+        (a SuperLink's `flower-superexec`, then its `flwr-serverapp`), until none is left."""
+        if not self.subreaper:
+            return
+        while time.monotonic() < deadline:
+            with self.table.registry_locked() as known:
+                orphans = procs.flower_orphans(parent=os.getpid(), known=known)
+            if not orphans:
+                return
+            for pid in orphans:
+                if not procs.signal_group(pid, signal.SIGKILL):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+            self.reap()
+            time.sleep(0.05)  # the kernel re-parents their children as they die
+
     def escalate(self) -> bool:
         """SIGKILL a group still alive STOP_TIMEOUT_SECONDS after SIGTERM, or a command past its deadline."""
         now = time.monotonic()
