@@ -58,8 +58,8 @@ class StreamedLines:
         self.started = self.replay
         # Hashes of the run's log lines saved so far, in order: 8 bytes a line.
         self.saved: array[int] = array("q", saved if saved is not None else ())
-        self._matched = 0  # how many of them the replay repeated so far
-        self._diverged = False
+        # How many of them the replay repeated so far; once it differs, len(saved): nothing more matches.
+        self._matched = 0
         self.skipped = 0  # lines of a replay dropped as repeats
 
     def keep(self, stream: str, text: str) -> bool:
@@ -69,7 +69,7 @@ class StreamedLines:
             self.started = parse_run_started(text) is not None
             return True
         digest = hash(text)
-        if not self._diverged and self._matched < len(self.saved) and self.saved[self._matched] == digest:
+        if self._matched < len(self.saved) and self.saved[self._matched] == digest:
             self._matched += 1
             self.skipped += 1
             return False
@@ -77,8 +77,7 @@ class StreamedLines:
             # Not the log yet (`flwr log` prints "Using SuperLink: ..." first, or an error
             # instead): kept, and the replay may still begin.
             return True
-        self._diverged = self.replay  # the replay differs from what was saved: nothing more is dropped
-        self.saved.append(digest)
+        self.saved.append(digest)  # the run's log goes on (or the replay differs: nothing more is dropped)
         self._matched = len(self.saved)
         return True
 

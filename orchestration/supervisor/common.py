@@ -94,7 +94,7 @@ class ChildContext:
     # Control commands' output: appended by the pipe reader, read once its pipes reached EOF.
     capture: list[str] | None = None
     deadline: float | None = None  # monotonic time after which it is killed (control commands)
-    # Which of its lines are logged, and how many of the run's log it streamed (`flwr run`/`flwr log`).
+    # `flwr run`/`flwr log`: the run's log lines it streamed, and which of a replay's are logged.
     streamed: flower.StreamedLines | None = None
 
 

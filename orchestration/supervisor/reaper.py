@@ -64,9 +64,7 @@ class Reaper:
                 # SIGTERM first; a second sweep finds it again if it lingers, then SIGKILL.
                 sig = signal.SIGKILL if pid in self._orphans_termed else signal.SIGTERM
                 self._orphans_termed.add(pid)
-                if not procs.signal_group(pid, sig):
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, sig)
+                _signal_orphan(pid, sig)
 
     def sweep_orphans_until_none(self, deadline: float) -> None:
         """At shutdown: every Flower orphan goes at once, and so do those its death leaves to us
@@ -79,9 +77,7 @@ class Reaper:
             if not orphans:
                 return
             for pid in orphans:
-                if not procs.signal_group(pid, signal.SIGKILL):
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
+                _signal_orphan(pid, signal.SIGKILL)
             self.reap()
             time.sleep(0.05)  # the kernel re-parents their children as they die
 
@@ -107,3 +103,10 @@ class Reaper:
                 procs.signal_group(child.pid, signal.SIGKILL)
                 did = True
         return did
+
+
+def _signal_orphan(pid: int, sig: signal.Signals) -> None:
+    """Its process group if it leads one, else the process alone."""
+    if not procs.signal_group(pid, sig):
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
